@@ -1,0 +1,172 @@
+"""Frozen, validated configuration: the static structure of a run or study.
+
+Every setting a user can give is checked here, once, when the dataclass is built, so the library
+API and every script share one set of rules and fail before anything compiles.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+from jaxopt_cmp.checks import ConfigError, is_int, check_choice, check_int, check_real
+from jaxopt_cmp.optimizers import OPTIMIZERS, check_hparams
+from jaxopt_cmp.targets import TARGETS
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """The regression data: ``y = target(x) + noise_std * N(0, 1)``, ``x ~ U[x_low, x_high]``."""
+
+    target: str = "seed"
+    n_data: int = 10_000
+    x_low: float = -3.0
+    x_high: float = 3.0
+    noise_std: float = 0.03
+
+    def __post_init__(self):
+        check_choice("target", self.target, sorted(TARGETS))
+        check_int("n_data", self.n_data)
+        check_real("x_low", self.x_low, -1e6, 1e6)
+        check_real("x_high", self.x_high, self.x_low, 1e6, low_open=True)
+        check_real("noise_std", self.noise_std, 0.0, 1e6)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A tanh MLP ``xdim -> hidden[0] -> ... -> ydim`` (the seed's network)."""
+
+    xdim: int = 1
+    hidden: tuple[int, ...] = (64, 64)
+    ydim: int = 1
+
+    def __post_init__(self):
+        check_int("xdim", self.xdim)
+        check_int("ydim", self.ydim)
+        hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else self.hidden
+        if not isinstance(hidden, tuple) or not hidden or not all(is_int(h) and h >= 1 for h in hidden):
+            raise ConfigError("hidden", self.hidden, "expected a non-empty list of positive integers")
+        object.__setattr__(self, "hidden", hidden)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """The training loop: ``iters`` minibatch steps, full-data MSE every ``eval_every`` steps."""
+
+    iters: int = 10_000
+    batch_size: int = 64
+    eval_every: int = 500
+    dtype: str = "float32"
+
+    def __post_init__(self):
+        check_int("iters", self.iters)
+        check_int("batch_size", self.batch_size)
+        check_int("eval_every", self.eval_every)
+        check_choice("dtype", self.dtype, DTYPES)
+
+    @property
+    def eval_steps(self) -> tuple[int, ...]:
+        """Steps (updates done) at which the full-data MSE is recorded: 0, every interval, last."""
+        steps = list(range(0, self.iters + 1, self.eval_every))
+        if steps[-1] != self.iters:
+            steps.append(self.iters)
+        return tuple(steps)
+
+
+@dataclass(frozen=True)
+class OptimizerConfig:
+    """One optimizer and its hyperparameters.
+
+    ``hparams`` holds ``(name, values)`` pairs; every ``values`` tuple has the same length H, the
+    number of grid points (H = 1 for a single run). Hyperparameters not given take the registry's
+    defaults. Build it with :meth:`make`.
+    """
+
+    name: str
+    hparams: tuple[tuple[str, tuple[float, ...]], ...] = ()
+
+    @classmethod
+    def make(cls, name: str, **hparams: float | Sequence[float]) -> "OptimizerConfig":
+        pairs = tuple(
+            (k, tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else (v,))
+            for k, v in sorted(hparams.items())
+        )
+        return cls(name, pairs)
+
+    def __post_init__(self):
+        check_hparams(self.name, dict(self.hparams))
+
+    @property
+    def grid_size(self) -> int:
+        return len(self.hparams[0][1]) if self.hparams else 1
+
+    def grid(self) -> dict[str, tuple[float, ...]]:
+        """Every hyperparameter (defaults included) as a length-H tuple of values."""
+        h = self.grid_size
+        full = {k: (v,) * h for k, v in OPTIMIZERS[self.name].defaults.items()}
+        full.update(dict(self.hparams))
+        return full
+
+
+def _default_optimizers() -> tuple[OptimizerConfig, ...]:
+    return tuple(OptimizerConfig.make(n, lr=1e-2) for n in ("sgd", "momentum", "adam"))
+
+
+@dataclass(frozen=True)
+class StudyConfig:
+    """Everything a run needs: optimizers (each with an H-point grid) x ``seeds`` seeds.
+
+    Seed ``i`` of a study uses ``fold_in(key(seed), i)``, which sets its data noise, initial
+    weights and batch stream; every optimizer and grid point of that seed shares them (paired).
+    """
+
+    optimizers: tuple[OptimizerConfig, ...] = field(default_factory=_default_optimizers)
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    seed: int = 0
+    seeds: int = 1
+    record_predictions: bool = True
+
+    def __post_init__(self):
+        object.__setattr__(self, "optimizers", tuple(self.optimizers))
+        if not self.optimizers:
+            raise ConfigError("optimizers", (), "expected at least one optimizer")
+        names = [o.name for o in self.optimizers]
+        if len(set(names)) != len(names):
+            raise ConfigError("optimizers", ",".join(names), "expected each optimizer at most once")
+        check_int("seed", self.seed, low=0)
+        check_int("seeds", self.seeds)
+        if self.train.batch_size > self.data.n_data:
+            raise ConfigError(
+                "batch_size", self.train.batch_size, f"expected at most n_data={self.data.n_data}"
+            )
+
+    @property
+    def optimizer_names(self) -> tuple[str, ...]:
+        return tuple(o.name for o in self.optimizers)
+
+
+def to_dict(cfg) -> dict:
+    """A JSON-ready dict of a (nested) config dataclass."""
+    from dataclasses import asdict
+
+    return asdict(cfg)
+
+
+def study_from_dict(d: Mapping) -> StudyConfig:
+    """Inverse of :func:`to_dict` for :class:`StudyConfig` (validates again)."""
+    return StudyConfig(
+        optimizers=tuple(
+            OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"]))
+            for o in d["optimizers"]
+        ),
+        data=DataConfig(**d["data"]),
+        model=ModelConfig(**{**d["model"], "hidden": tuple(d["model"]["hidden"])}),
+        train=TrainConfig(**d["train"]),
+        seed=d["seed"],
+        seeds=d["seeds"],
+        record_predictions=d["record_predictions"],
+    )

@@ -1,0 +1,121 @@
+"""``run_study(StudyConfig) -> StudyResult``: every run of a study in one compiled call.
+
+Seeds and grid points are batch axes of one ``jit``; when several devices are visible the seed
+axis is sharded across them with ``jax.sharding`` (results match one device).
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxopt_cmp.config import StudyConfig
+from jaxopt_cmp.train import StudyOutput, make_study_fn
+
+
+@dataclass
+class StudyResult:
+    """Host (numpy) arrays of a finished study, named by axes (E evals, H grid, S seeds, N data).
+
+    ``x_N``/``y_N`` are seed 0's data, for plots. ``pred_EHSN`` is empty when the config does not
+    record predictions. ``diverged_at_HS`` is -1 for runs that stayed finite.
+    """
+
+    config: StudyConfig
+    eval_steps: np.ndarray
+    grid: dict[str, dict[str, np.ndarray]]
+    mse_EHS: dict[str, np.ndarray]
+    diverged_at_HS: dict[str, np.ndarray]
+    params_HS: dict[str, object] = field(repr=False)
+    pred_EHSN: dict[str, np.ndarray] = field(repr=False)
+    x_N: np.ndarray = field(repr=False)
+    y_N: np.ndarray = field(repr=False)
+    timing: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def final_mse_HS(self) -> dict[str, np.ndarray]:
+        return {n: m[-1] for n, m in self.mse_EHS.items()}
+
+
+def seed_keys(seed: int, n_seeds: int) -> jax.Array:
+    """Seed ``i``'s key is ``fold_in(key(seed), i)``: independent of how many seeds run."""
+    root = jax.random.key(seed)
+    return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(n_seeds))
+
+
+def grid_arrays(cfg: StudyConfig) -> dict[str, dict[str, jax.Array]]:
+    dtype = jnp.dtype(cfg.train.dtype)
+    return {o.name: {k: jnp.asarray(v, dtype) for k, v in o.grid().items()} for o in cfg.optimizers}
+
+
+def versions() -> dict[str, str]:
+    import flax
+    import jaxlib
+    import optax
+
+    return {
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": jax.devices()[0].device_kind,
+        "device_count": str(jax.device_count()),
+        "platform": jax.default_backend(),
+    }
+
+
+def _shard_seeds(keys_S: jax.Array) -> jax.Array:
+    """Places the seed axis across all devices when it divides evenly (else leaves it)."""
+    devices = jax.devices()
+    if len(devices) == 1 or keys_S.shape[0] % len(devices):
+        return keys_S
+    mesh = Mesh(np.array(devices), ("seeds",))
+    return jax.device_put(keys_S, NamedSharding(mesh, PartitionSpec("seeds")))
+
+
+def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None):
+    """``(compiled, keys_S, grid, compile_s)``: the study lowered and compiled for its shapes."""
+    keys_S = _shard_seeds(seed_keys(cfg.seed, cfg.seeds))
+    grid = grid_arrays(cfg)
+    start = time.perf_counter()
+    compiled = jax.jit(make_study_fn(cfg, progress)).lower(keys_S, grid).compile()
+    return compiled, keys_S, grid, time.perf_counter() - start
+
+
+def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -> StudyResult:
+    """Compiles and runs every (optimizer, grid point, seed) of ``cfg``; times both phases."""
+    compiled, keys_S, grid, compile_s = compile_study(cfg, progress)
+    start = time.perf_counter()
+    out: StudyOutput = jax.block_until_ready(compiled(keys_S, grid))
+    train_s = time.perf_counter() - start
+    return to_result(cfg, out, grid, {"compile_s": compile_s, "train_s": train_s})
+
+
+def to_result(cfg: StudyConfig, out: StudyOutput, grid, timing) -> StudyResult:
+    from jaxopt_cmp.train import seed_inputs
+
+    host = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
+    data = seed_inputs(seed_keys(cfg.seed, 1)[0], cfg).data
+    return StudyResult(
+        config=cfg,
+        eval_steps=np.asarray(cfg.train.eval_steps),
+        grid=host(grid),
+        mse_EHS=host(out.mse_EHS),
+        diverged_at_HS=host(out.diverged_at_HS),
+        params_HS=host(out.params_HS),
+        pred_EHSN=host(out.pred_EHSN) if out.pred_EHSN is not None else {},
+        x_N=np.asarray(data.x[:, 0]),
+        y_N=np.asarray(data.y[:, 0]),
+        timing=timing,
+        versions=versions(),
+    )

@@ -1,0 +1,176 @@
+"""Training as pure functions: one step, one chunk of steps (``lax.scan``), a whole batched run.
+
+A *run* is one optimizer at one hyperparameter point on one seed. The engine trains every run of
+a study in one compiled function: runs of one optimizer are batched with ``vmap`` over
+``(grid point H, seed S)``; all optimizers advance together inside one ``lax.scan`` so they see
+the same minibatches at the same step. Full-data MSE is evaluated inside the compiled function at
+``TrainConfig.eval_steps``.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxopt_cmp.config import StudyConfig
+from jaxopt_cmp.data import Data, batch_indices, make_data
+from jaxopt_cmp.model import Params, init_params, make_model, mse
+from jaxopt_cmp.optimizers import make_optimizer
+
+
+class RunState(NamedTuple):
+    """The scan carry of one run. ``diverged_at`` is -1 until the first non-finite step."""
+
+    params: Params
+    opt_state: optax.OptState
+    diverged_at: jax.Array
+
+
+class SeedInputs(NamedTuple):
+    """What one seed fixes for every optimizer and grid point: data, initial weights, batches."""
+
+    data: Data
+    params: Params
+    batch_key: jax.Array
+
+
+class StudyOutput(NamedTuple):
+    """Arrays per optimizer name, named by their axes (E eval points, H grid, S seeds, N data)."""
+
+    mse_EHS: dict[str, jax.Array]
+    diverged_at_HS: dict[str, jax.Array]
+    params_HS: dict[str, Params]
+    pred_EHSN: dict[str, jax.Array] | None
+
+
+def dtype_of(cfg: StudyConfig):
+    return jnp.dtype(cfg.train.dtype)
+
+
+def seed_inputs(key: jax.Array, cfg: StudyConfig) -> SeedInputs:
+    """Splits a seed's key into data, init and batch keys (one purpose each)."""
+    key_data, key_init, key_batch = jax.random.split(key, 3)
+    dtype = dtype_of(cfg)
+    return SeedInputs(
+        make_data(key_data, cfg.data, dtype), init_params(key_init, cfg.model, dtype), key_batch
+    )
+
+
+def make_step(apply_fn: Callable, tx: optax.GradientTransformation):
+    """``step(state, x_B1, y_B1, t) -> (state, loss)``: one minibatch update of one run.
+
+    A run whose loss or new parameters are not finite is marked diverged at step ``t`` and keeps
+    its last finite parameters and optimizer state from then on, so NaN never spreads into
+    evaluations or summaries.
+    """
+
+    def loss_fn(params, x, y):
+        return mse(apply_fn({"params": params}, x), y)
+
+    def step(state: RunState, x, y, t):
+        loss, grads = jax.value_and_grad(loss_fn)(state.params, x, y)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        total = sum(jnp.sum(p) for p in jax.tree_util.tree_leaves(params))
+        alive = state.diverged_at < 0
+        ok = alive & jnp.isfinite(loss) & jnp.isfinite(total)
+        keep = lambda new, old: jnp.where(ok, new, old)
+        return RunState(
+            jax.tree_util.tree_map(keep, params, state.params),
+            jax.tree_util.tree_map(keep, opt_state, state.opt_state),
+            jnp.where(alive & ~ok, t, state.diverged_at).astype(jnp.int32),
+        ), loss
+
+    return step
+
+
+def _chunks(eval_steps: tuple[int, ...]) -> tuple[int, int, int]:
+    """(steps per full chunk, number of full chunks, length of a last shorter chunk or 0)."""
+    size = eval_steps[1] - eval_steps[0]
+    n_full = sum(1 for a, b in zip(eval_steps, eval_steps[1:]) if b - a == size)
+    return size, n_full, eval_steps[-1] - eval_steps[n_full]
+
+
+def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = None):
+    """``study(keys_S, hparams) -> StudyOutput``, to be jitted once by the caller.
+
+    ``keys_S`` holds one key per seed; ``hparams[name][hp]`` is an ``(H,)`` array of that
+    optimizer's grid. Only arrays flow in, so new seeds or grid values reuse the compilation.
+    ``progress(step)``, if given, is called from the compiled run after each evaluation with the
+    number of steps done (it may be called more than once per step on several devices).
+    """
+    model = make_model(cfg.model, dtype_of(cfg))
+    names = cfg.optimizer_names
+    steps = {n: make_step(model.apply, make_optimizer(n)) for n in names}
+    batch_size, n_data = cfg.train.batch_size, cfg.data.n_data
+    record = cfg.record_predictions
+
+    def init_runs(name, hp_H, params_S):
+        def one(hp, params):
+            tx = make_optimizer(name, **hp)
+            return RunState(params, tx.init(params), jnp.int32(-1))
+
+        return jax.vmap(jax.vmap(one, (None, 0)), (0, None))(hp_H, params_S)
+
+    def evaluate(states, data_S):
+        def one(params, x, y):
+            pred = model.apply({"params": params}, x)
+            return mse(pred, y), pred[:, 0]
+
+        out = {}
+        for n in names:
+            f = jax.vmap(jax.vmap(one, (0, 0, 0)), (0, None, None))
+            out[n] = f(states[n].params, data_S.x, data_S.y)
+        return {n: m for n, (m, _) in out.items()}, ({n: p for n, (_, p) in out.items()} if record else None)
+
+    def run_chunk(states, seeds: SeedInputs, t0, length):
+        t_C = t0 + jnp.arange(length)
+        idx_SCB = jax.vmap(lambda k: batch_indices(k, t_C, n_data, batch_size))(seeds.batch_key)
+        gather = jax.vmap(lambda a, i: a[i])  # per seed: (N, 1)[(C, B)] -> (C, B, 1)
+        x_CSB = jnp.swapaxes(gather(seeds.data.x, idx_SCB), 0, 1)
+        y_CSB = jnp.swapaxes(gather(seeds.data.y, idx_SCB), 0, 1)
+
+        def body(states, inputs):
+            x_SB, y_SB, t = inputs
+            new = {}
+            for n in names:
+                f = jax.vmap(jax.vmap(steps[n], (0, 0, 0, None)), (0, None, None, None))
+                new[n], _ = f(states[n], x_SB, y_SB, t)
+            return new, None
+
+        states, _ = jax.lax.scan(body, states, (x_CSB, y_CSB, t_C))
+        return states
+
+    def chunk_then_eval(states, seeds, t0, length):
+        states = run_chunk(states, seeds, t0, length)
+        if progress is not None:
+            jax.debug.callback(progress, t0 + length)
+        return states, evaluate(states, seeds.data)
+
+    def study(keys_S, hparams) -> StudyOutput:
+        seeds = jax.vmap(lambda k: seed_inputs(k, cfg))(keys_S)
+        states = {n: init_runs(n, hparams[n], seeds.params) for n in names}
+        first = evaluate(states, seeds.data)
+        size, n_full, rest = _chunks(cfg.train.eval_steps)
+
+        def outer(states, t0):
+            return chunk_then_eval(states, seeds, t0, size)
+
+        states, stacked = jax.lax.scan(outer, states, size * jnp.arange(n_full))
+        if rest:
+            states, last = chunk_then_eval(states, seeds, size * n_full, rest)
+        stack = lambda first, mid, *last: jnp.concatenate([first[None], mid, *(x[None] for x in last)])
+        tail = (last,) if rest else ()
+        merged = jax.tree_util.tree_map(stack, first, stacked, *tail)
+        mse_EHS, pred = merged
+        return StudyOutput(
+            mse_EHS,
+            {n: states[n].diverged_at for n in names},
+            {n: states[n].params for n in names},
+            pred,
+        )
+
+    return study
