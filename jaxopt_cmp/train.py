@@ -63,8 +63,8 @@ def make_step(apply_fn: Callable, tx: optax.GradientTransformation):
     """``step(state, x_B1, y_B1, t) -> (state, loss)``: one minibatch update of one run.
 
     A run whose loss or new parameters are not finite is marked diverged at step ``t`` and keeps
-    its last finite parameters and optimizer state from then on, so NaN never spreads into
-    evaluations or summaries.
+    its last finite parameters and optimizer state from then on; its evaluations read +inf, so
+    NaN never spreads into histories or summaries.
     """
 
     def loss_fn(params, x, y):
@@ -116,14 +116,16 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
         return jax.vmap(jax.vmap(one, (None, 0)), (0, None))(hp_H, params_S)
 
     def evaluate(states, data_S):
-        def one(params, x, y):
-            pred = model.apply({"params": params}, x)
-            return mse(pred, y), pred[:, 0]
+        def one(state, x, y):
+            pred = model.apply({"params": state.params}, x)
+            loss = mse(pred, y)
+            # A diverged run (or one whose full-data loss overflows) scores +inf, never NaN.
+            return jnp.where((state.diverged_at < 0) & jnp.isfinite(loss), loss, jnp.inf), pred[:, 0]
 
         out = {}
         for n in names:
             f = jax.vmap(jax.vmap(one, (0, 0, 0)), (0, None, None))
-            out[n] = f(states[n].params, data_S.x, data_S.y)
+            out[n] = f(states[n], data_S.x, data_S.y)
         return {n: m for n, (m, _) in out.items()}, ({n: p for n, (_, p) in out.items()} if record else None)
 
     def run_chunk(states, seeds: SeedInputs, t0, length):

@@ -35,22 +35,23 @@ def params_to_torch(params, model: MLP) -> MLP:
     modules = dict(model.named_modules())
     with torch.no_grad():
         for flax_name, torch_name in mapping.items():
-            layer = modules[torch_name.removeprefix("net.").join(("net.", ""))]
+            layer = modules[torch_name]
             leaves = params[flax_name]
             if set(leaves) != {"kernel", "bias"}:
                 raise ValueError(f"{flax_name}: expected leaves kernel, bias; got {sorted(leaves)}")
             pairs = (("kernel", layer.weight, True), ("bias", layer.bias, False))
             for leaf, target, transpose in pairs:
                 src = np.asarray(leaves[leaf])
-                src = src.T if transpose else src
+                src = torch.from_numpy(np.array(src.T if transpose else src, order="C"))  # a copy
                 where = f"{flax_name}.{leaf} -> {torch_name}.{'weight' if transpose else 'bias'}"
-                if src.shape != tuple(target.shape):
+                if src.shape != target.shape:
                     raise ValueError(
-                        f"{where}: shape {src.shape} (after transpose) != {tuple(target.shape)}"
+                        f"{where}: shape {tuple(src.shape)} (after transpose) "
+                        f"!= {tuple(target.shape)}"
                     )
-                if torch.from_numpy(np.empty(0, src.dtype)).dtype != target.dtype:
+                if src.dtype != target.dtype:
                     raise ValueError(f"{where}: dtype {src.dtype} != {target.dtype}")
-                target.copy_(torch.from_numpy(np.ascontiguousarray(src)))
+                target.copy_(src)
     return model
 
 

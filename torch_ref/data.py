@@ -9,9 +9,10 @@ from jaxopt_cmp.targets import TARGETS
 
 
 def make_data(generator: torch.Generator, cfg: DataConfig, dtype=torch.float32):
-    """``(x, y)``, both ``(n_data, 1)``: ``x ~ U[x_low, x_high]``, ``y = target(x) + noise_std N(0,1)``.
+    """``(x, y)``, both ``(n_data, 1)``: ``x ~ U[x_low, x_high]``, ``y = f(x) + noise_std N(0, 1)``.
 
-    The target formula is ``jaxopt_cmp.targets`` evaluated with ``torch`` as the array namespace.
+    ``f`` is ``jaxopt_cmp.targets.TARGETS[cfg.target]`` evaluated with ``torch`` as the array
+    namespace, so both frameworks compute the very same formula.
     """
     shape = (cfg.n_data, 1)
     x = cfg.x_low + (cfg.x_high - cfg.x_low) * torch.rand(shape, generator=generator, dtype=dtype)
@@ -20,5 +21,5 @@ def make_data(generator: torch.Generator, cfg: DataConfig, dtype=torch.float32):
 
 
 def batch_indices(generator: torch.Generator, n_data: int, batch_size: int) -> torch.Tensor:
-    """One minibatch: ``batch_size`` distinct indices (``randperm(n_data)[:batch_size]``, the seed's)."""
+    """One minibatch of distinct indices, ``randperm(n_data)[:batch_size]`` as in the seed."""
     return torch.randperm(n_data, generator=generator)[:batch_size]

@@ -1,4 +1,4 @@
-"""The seed's MLP in PyTorch: ``Linear -> Tanh`` per hidden size, then ``Linear``; Kaiming normal."""
+"""The seed's MLP in PyTorch: ``Linear -> Tanh`` per hidden size, then ``Linear``; Kaiming init."""
 
 from __future__ import annotations
 
@@ -18,13 +18,19 @@ class MLP(nn.Module):
     :func:`init_params` with an explicit generator, else they are NaN until weights are copied in.
     """
 
-    def __init__(self, xdim: int, hidden: tuple[int, ...], ydim: int, dtype=torch.float32,
-                 generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        xdim: int,
+        hidden: tuple[int, ...],
+        ydim: int,
+        dtype=torch.float32,
+        generator: torch.Generator | None = None,
+    ):
         super().__init__()
         widths = (xdim, *hidden, ydim)
         self.net = nn.Sequential()
-        for i, (n_in, n_out) in enumerate(zip(widths, widths[1:])):
-            # skip_init builds on the meta device: no draw from the global RNG, memory uninitialised.
+        for i, (n_in, n_out) in enumerate(zip(widths[:-1], widths[1:], strict=True)):
+            # skip_init builds on the meta device: no draw from the global RNG, memory left empty.
             linear = nn.utils.skip_init(nn.Linear, n_in, n_out, dtype=dtype)
             self.net.add_module(f"linear_{len(self.net):02d}", linear)
             if i < len(widths) - 2:
@@ -40,7 +46,9 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def make_model(cfg: ModelConfig, dtype=torch.float32, generator: torch.Generator | None = None) -> MLP:
+def make_model(
+    cfg: ModelConfig, dtype=torch.float32, generator: torch.Generator | None = None
+) -> MLP:
     return MLP(cfg.xdim, cfg.hidden, cfg.ydim, dtype, generator)
 
 

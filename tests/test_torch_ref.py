@@ -1,0 +1,309 @@
+"""``torch_ref`` on its own: layout, explicit randomness, conversion, optimizer table, study loop."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+import torch
+
+from jaxopt_cmp.checks import ConfigError
+from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig
+from jaxopt_cmp.optimizers import OPTIMIZERS
+from jaxopt_cmp.targets import TARGETS
+from torch_ref import convert, data, train
+from torch_ref import model as tmodel
+from torch_ref import optimizers as topt
+
+MODEL = ModelConfig()
+
+
+def generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def tiny_study(**changes) -> StudyConfig:
+    base = dict(
+        data=DataConfig(n_data=256),
+        train=TrainConfig(iters=30, eval_every=10, batch_size=16),
+        seeds=2,
+    )
+    return StudyConfig(**{**base, **changes})
+
+
+# ---------------------------------------------------------------------------------------------
+# Model
+
+
+def test_mlp_layout_follows_the_seed_notebook():
+    model = tmodel.make_model(MODEL, generator=generator(0))
+    names = [name for name, _ in model.net.named_children()]
+    assert names == ["linear_00", "tanh_01", "linear_02", "tanh_03", "linear_04"]
+    rows = tmodel.param_rows(model)
+    assert [(n, s) for n, s, _ in rows] == [
+        ("net.linear_00.weight", (64, 1)),
+        ("net.linear_00.bias", (64,)),
+        ("net.linear_02.weight", (64, 64)),
+        ("net.linear_02.bias", (64,)),
+        ("net.linear_04.weight", (1, 64)),
+        ("net.linear_04.bias", (1,)),
+    ]
+    assert all(len(first) == min(5, int(np.prod(s))) for _, s, first in rows)
+    assert tmodel.count_params(model) == 4_353
+
+
+def test_model_honours_dtype_and_other_shapes():
+    model = tmodel.make_model(ModelConfig(xdim=2, hidden=(8,), ydim=3), torch.float64, generator(0))
+    assert {p.dtype for p in model.parameters()} == {torch.float64}
+    assert [n for n, _ in model.net.named_children()] == ["linear_00", "tanh_01", "linear_02"]
+    assert model(torch.zeros(5, 2, dtype=torch.float64)).shape == (5, 3)
+
+
+def test_model_without_generator_has_no_weights_until_given_some():
+    """NaN, not torch's default init: that would draw from the global RNG."""
+    model = tmodel.make_model(MODEL)
+    assert all(torch.isnan(p).all() for p in model.parameters())
+    tmodel.init_params(model, generator(0))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_init_depends_only_on_the_generator():
+    weights = lambda seed: [
+        p.detach().clone() for p in tmodel.make_model(MODEL, generator=generator(seed)).parameters()
+    ]  # noqa: E501
+    a, b, c = weights(1), weights(1), weights(2)
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
+    assert not torch.equal(a[2], c[2])
+    assert not any(a[i].any() for i in (1, 3, 5))  # biases start at zero
+
+
+def test_mse_is_the_seed_notebooks_mse_loss():
+    pred = torch.linspace(-1, 1, 7)[:, None]
+    target = torch.ones(7, 1)
+    assert tmodel.mse(pred, target).item() == pytest.approx(torch.nn.MSELoss()(pred, target).item())
+    with pytest.raises(ValueError, match=r"\(7, 1\) != target shape \(7,\)"):
+        tmodel.mse(pred, target[:, 0])
+
+
+def test_nothing_draws_from_the_global_rngs():
+    torch_state, numpy_state = torch.random.get_rng_state(), np.random.get_state()[1].copy()
+    tmodel.make_model(MODEL)
+    tmodel.make_model(MODEL, generator=generator(0))
+    data.make_data(generator(0), DataConfig(n_data=100))
+    data.batch_indices(generator(0), 100, 10)
+    train.run_study(tiny_study(train=TrainConfig(iters=3, eval_every=3, batch_size=16)))
+    assert torch.equal(torch_state, torch.random.get_rng_state())
+    assert np.array_equal(numpy_state, np.random.get_state()[1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Data
+
+
+def test_make_data_draws_the_seed_regression_set():
+    cfg = DataConfig()
+    x, y = data.make_data(generator(3), cfg)
+    assert x.shape == y.shape == (10_000, 1) and x.dtype == y.dtype == torch.float32
+    assert cfg.x_low <= x.min() and x.max() < cfg.x_high
+    assert x.std().item() == pytest.approx(6 / np.sqrt(12), rel=0.02)  # U[-3, 3]
+    noise = (y - TARGETS["seed"](x, torch)).std().item()
+    assert noise == pytest.approx(cfg.noise_std, rel=0.05)  # s.e. 0.7% at 10,000 points
+    again = data.make_data(generator(3), cfg)
+    assert torch.equal(x, again[0]) and torch.equal(y, again[1])
+
+
+def test_make_data_computes_the_jax_target_formula():
+    import jax.numpy as jnp
+
+    for name, target in TARGETS.items():
+        x, y = data.make_data(generator(0), DataConfig(target=name, noise_std=0.0), torch.float64)
+        expected = np.asarray(target(jnp.asarray(x.numpy()), jnp))
+        np.testing.assert_allclose(y.numpy(), expected, rtol=1e-6, atol=1e-7, err_msg=name)
+
+
+def test_batch_indices_are_distinct_and_reproducible():
+    idx = data.batch_indices(generator(5), 1_000, 64)
+    assert idx.shape == (64,) and len(set(idx.tolist())) == 64
+    assert 0 <= idx.min() and idx.max() < 1_000
+    assert torch.equal(idx, data.batch_indices(generator(5), 1_000, 64))
+
+
+# ---------------------------------------------------------------------------------------------
+# Conversion
+
+
+def test_name_map_is_explicit():
+    model = tmodel.make_model(MODEL)
+    assert convert.name_map(model) == {
+        "dense_0": "net.linear_00",
+        "dense_1": "net.linear_02",
+        "dense_2": "net.linear_04",
+    }
+
+
+def flax_params(dtype=np.float32, seed=0) -> dict:
+    rng = np.random.default_rng(seed)
+    widths = (1, 64, 64, 1)
+    return {
+        f"dense_{i}": {
+            "kernel": rng.standard_normal((a, b)).astype(dtype),
+            "bias": rng.standard_normal(b).astype(dtype),
+        }
+        for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True))
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_params_round_trip_exactly(dtype):
+    params = flax_params(dtype)
+    model = convert.params_to_torch(
+        params, tmodel.make_model(MODEL, getattr(torch, dtype.__name__))
+    )
+    assert torch.equal(model.net.linear_02.weight, torch.from_numpy(params["dense_1"]["kernel"].T))
+    back = convert.params_from_torch(model)
+    for layer, leaves in params.items():
+        for leaf, value in leaves.items():
+            assert back[layer][leaf].dtype == value.dtype
+            np.testing.assert_array_equal(back[layer][leaf], value)
+
+
+def test_params_to_torch_refuses_mismatches():
+    model = tmodel.make_model(MODEL)
+    good = flax_params()
+    torch_layout = {**good, "dense_0": {**good["dense_0"], "kernel": good["dense_0"]["kernel"].T}}
+    with pytest.raises(ValueError, match=r"dense_0\.kernel -> net\.linear_00\.weight: shape"):
+        convert.params_to_torch(torch_layout, model)
+    with pytest.raises(ValueError, match="layers"):
+        convert.params_to_torch({k: v for k, v in good.items() if k != "dense_2"}, model)
+    with pytest.raises(ValueError, match="dtype"):
+        convert.params_to_torch(flax_params(np.float64), model)
+    with pytest.raises(ValueError, match="leaves"):
+        convert.params_to_torch({**good, "dense_1": {"kernel": good["dense_1"]["kernel"]}}, model)
+
+
+# ---------------------------------------------------------------------------------------------
+# Optimizers
+
+
+def test_every_registry_optimizer_has_a_torch_row():
+    """DESIGN contract: each registry entry has a torch counterpart with its mapping written."""
+    assert set(OPTIMIZERS) <= set(topt.TORCH_OPTIMIZERS)
+
+
+@pytest.mark.parametrize("name", sorted(topt.TORCH_OPTIMIZERS))
+def test_torch_row_takes_exactly_the_registry_hyperparameters(name):
+    assert name in OPTIMIZERS
+    takes = list(inspect.signature(topt.TORCH_OPTIMIZERS[name].kwargs).parameters)
+    assert sorted(takes) == sorted(OPTIMIZERS[name].defaults)
+
+
+@pytest.mark.parametrize(
+    "name, hparams, expected",
+    [
+        ("sgd", {}, {"lr": 1e-2, "momentum": 0.0}),
+        ("momentum", {"lr": 0.5}, {"lr": 0.5, "momentum": 0.9, "dampening": 0, "nesterov": False}),
+        ("adam", {}, {"lr": 1e-3, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0}),
+        ("adam", {"beta2": 0.99}, {"lr": 1e-3, "betas": (0.9, 0.99), "eps": 1e-8}),
+    ],
+)
+def test_make_optimizer_maps_names_and_registry_defaults(name, hparams, expected):
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    group = topt.make_optimizer(name, params, **hparams).param_groups[0]
+    assert {k: group[k] for k in expected} == expected
+
+
+@pytest.mark.parametrize(
+    "name, hparams, setting",
+    [("lion2", {}, "optimizer"), ("sgd", {"momentum": 0.9}, "sgd hyperparameter"),
+     ("adam", {"lr": 0.0}, "lr"), ("momentum", {"momentum": 1.0}, "momentum")],
+)  # fmt: skip
+def test_make_optimizer_refuses_bad_settings(name, hparams, setting):
+    with pytest.raises(ConfigError) as err:
+        topt.make_optimizer(name, [torch.nn.Parameter(torch.zeros(1))], **hparams)
+    assert err.value.setting == setting
+
+
+# ---------------------------------------------------------------------------------------------
+# Training
+
+
+def test_train_step_returns_the_pre_update_loss_and_takes_an_sgd_step():
+    model = tmodel.make_model(MODEL, generator=generator(0))
+    x, y = data.make_data(generator(1), DataConfig(n_data=64))
+    before = [p.detach().clone() for p in model.parameters()]
+    loss = tmodel.mse(model(x), y)
+    grads = torch.autograd.grad(loss, list(model.parameters()))
+    optimizer = topt.make_optimizer("sgd", model.parameters(), lr=0.1)
+    assert train.train_step(model, optimizer, x, y) == loss.item()
+    for p, p0, g in zip(model.parameters(), before, grads, strict=True):
+        torch.testing.assert_close(p.detach(), p0 - 0.1 * g, rtol=0, atol=1e-7)
+
+
+def test_run_study_is_reproducible_paired_and_reports_progress():
+    cfg = tiny_study()
+    steps = []
+    result = train.run_study(cfg, progress=steps.append)
+    assert steps == [10, 20, 30]
+    again = train.run_study(cfg)
+    for name in cfg.optimizer_names:
+        np.testing.assert_array_equal(result.mse_EHS[name], again.mse_EHS[name])
+    # Paired: every optimizer starts seed s from the same weights on the same data ...
+    start = {n: result.mse_EHS[n][0] for n in cfg.optimizer_names}
+    assert all(np.array_equal(s, start["sgd"]) for s in start.values())
+    # ... which the seeds do not share, and which initial_model gives back.
+    assert start["sgd"][0, 0] != start["sgd"][0, 1]
+    x = torch.from_numpy(result.x_N[:, None])
+    with torch.no_grad():
+        pred = train.initial_model(cfg, 0)(x)[:, 0].numpy()
+    np.testing.assert_array_equal(result.pred_EHSN["adam"][0, 0, 0], pred)
+    assert result.final_mse_HS["adam"].shape == (1, 2)
+
+
+def test_run_study_sweeps_a_grid_in_float64_without_predictions():
+    cfg = tiny_study(
+        optimizers=(OptimizerConfig.make("adam", lr=[1e-3, 1e-2, 3e-2]),),
+        train=TrainConfig(iters=25, eval_every=10, batch_size=16, dtype="float64"),
+        record_predictions=False,
+    )
+    result = train.run_study(cfg)
+    assert result.mse_EHS["adam"].shape == (4, 3, 2) and result.mse_EHS["adam"].dtype == np.float64
+    np.testing.assert_array_equal(result.eval_steps, [0, 10, 20, 25])
+    np.testing.assert_array_equal(result.grid["adam"]["lr"], [1e-3, 1e-2, 3e-2])
+    assert result.params_HS["adam"]["dense_1"]["kernel"].shape == (3, 2, 64, 64)
+    assert result.pred_EHSN == {}
+    final = result.mse_EHS["adam"][-1]
+    assert len({*final[:, 0]}) == 3  # each grid point trained with its own lr
+
+
+def test_divergence_is_recorded_and_the_last_finite_weights_kept():
+    cfg = tiny_study(
+        optimizers=(OptimizerConfig.make("sgd", lr=[1e-2, 10.0]), OptimizerConfig.make("adam")),
+        train=TrainConfig(iters=40, eval_every=10, batch_size=16),
+    )
+    result = train.run_study(cfg)
+    diverged = result.diverged_at_HS
+    assert np.all(diverged["sgd"][0] == -1) and np.all(diverged["adam"] == -1)
+    assert np.all(diverged["sgd"][1] >= 0), diverged  # lr 10 blows up within a few steps
+    for layer in result.params_HS["sgd"].values():
+        assert all(np.isfinite(a).all() for a in layer.values())
+    assert np.all(np.isfinite(result.mse_EHS["sgd"][:, 0]))  # the lr 1e-2 runs went on
+    # Frozen: the weights are those after the steps before the bad one, and stay so.
+    for s, step in enumerate(diverged["sgd"][1]):
+        short = train.run_study(
+            tiny_study(optimizers=cfg.optimizers, train=TrainConfig(int(step), 10, 16))
+        )
+        for layer, leaves in short.params_HS["sgd"].items():
+            for leaf, value in leaves.items():
+                np.testing.assert_array_equal(
+                    result.params_HS["sgd"][layer][leaf][1, s], value[1, s]
+                )
+    after = result.mse_EHS["sgd"][result.eval_steps > diverged["sgd"][1].max(), 1]
+    np.testing.assert_array_equal(after, after[:1].repeat(len(after), axis=0))
+
+
+def test_single_threaded_restores_the_thread_count():
+    before = torch.get_num_threads()
+    with train.single_threaded():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before

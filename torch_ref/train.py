@@ -1,0 +1,224 @@
+"""Eager training: one step, and a whole study with ``jaxopt_cmp.study.run_study``'s result schema.
+
+A *run* is one optimizer at one hyperparameter point on one seed, as in ``jaxopt_cmp.train``.
+Every run of a seed shares that seed's data, initial weights and minibatch stream, and all runs
+advance together step by step (the seed notebook's loop: each optimizer steps on the same batch).
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from jaxopt_cmp.config import StudyConfig
+from jaxopt_cmp.study import StudyResult
+from torch_ref.convert import params_from_torch
+from torch_ref.data import batch_indices, make_data
+from torch_ref.model import MLP, make_model, mse
+from torch_ref.optimizers import make_optimizer
+
+# Stream ids of a seed's generators, one per purpose like the JAX side's key split.
+_DATA, _INIT, _BATCH = range(3)
+
+
+def train_step(
+    model: MLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
+) -> float:
+    """One minibatch update (forward, MSE, zero_grad, backward, step); the pre-update loss."""
+    loss = mse(model(x), y)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def seed_generator(seed: int, index: int, purpose: int) -> torch.Generator:
+    """A generator for one purpose (data, init, batches) of study seed ``index``.
+
+    ``SeedSequence`` is numpy's stateless hash of the entropy tuple (no global RNG): the streams
+    of ``(seed, index, purpose)`` are independent and do not depend on how many seeds run.
+    """
+    state = np.random.SeedSequence((seed, index, purpose)).generate_state(1, np.uint64)[0]
+    return torch.Generator().manual_seed(int(state))
+
+
+@contextmanager
+def single_threaded() -> Iterator[None]:
+    """Runs torch ops on one intra-op thread inside the block, then restores the setting.
+
+    The seed MLP's ops (64 x 64 matmuls) are far too small for intra-op threads to pay off, and
+    on a busy machine OpenMP's barriers made each step ~100x slower (measured on 2 cores with
+    one taken: 62 ms vs 0.6 ms per Adam step).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@dataclass
+class _Run:
+    """One run's mutable state; ``diverged_at`` is -1 until the first non-finite step."""
+
+    model: MLP
+    optimizer: torch.optim.Optimizer
+    diverged_at: int = -1
+
+
+@dataclass
+class _Seed:
+    x: torch.Tensor
+    y: torch.Tensor
+    batch_generator: torch.Generator
+    runs: dict[str, list[_Run]]
+
+
+def _guarded_step(run: _Run, x: torch.Tensor, y: torch.Tensor, t: int) -> None:
+    """``train_step`` unless diverged; a non-finite loss or update freezes the previous weights.
+
+    Same test as ``jaxopt_cmp.train.make_step``: the loss and the sum of all new parameters.
+    """
+    if run.diverged_at >= 0:
+        return
+    params = list(run.model.parameters())
+    before = [p.detach().clone() for p in params]
+    loss = train_step(run.model, run.optimizer, x, y)
+    with torch.no_grad():
+        total = sum(p.sum() for p in params).item()
+        if not (math.isfinite(loss) and math.isfinite(total)):
+            for p, old in zip(params, before, strict=True):
+                p.copy_(old)
+            run.diverged_at = t
+
+
+def initial_model(cfg: StudyConfig, seed_index: int = 0) -> MLP:
+    """The initial weights every run of study seed ``seed_index`` starts from."""
+    dtype = getattr(torch, cfg.train.dtype)
+    return make_model(cfg.model, dtype, seed_generator(cfg.seed, seed_index, _INIT))
+
+
+def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype) -> _Seed:
+    x, y = make_data(seed_generator(cfg.seed, index, _DATA), cfg.data, dtype)
+    init = initial_model(cfg, index)
+    runs = {}
+    for opt in cfg.optimizers:
+        grid = opt.grid()
+        runs[opt.name] = []
+        for h in range(opt.grid_size):
+            model = make_model(cfg.model, dtype)
+            model.load_state_dict(init.state_dict())
+            hp = {k: v[h] for k, v in grid.items()}
+            runs[opt.name].append(_Run(model, make_optimizer(opt.name, model.parameters(), **hp)))
+    return _Seed(x, y, seed_generator(cfg.seed, index, _BATCH), runs)
+
+
+def _stack_params(tree_HS: list[list[dict]]) -> dict:
+    """``[h][s]`` Flax-layout dicts -> one dict of ``(H, S, ...)`` arrays."""
+    first = tree_HS[0][0]
+    return {
+        layer: {
+            leaf: np.stack([np.stack([p[layer][leaf] for p in row]) for row in tree_HS])
+            for leaf in first[layer]
+        }
+        for layer in first
+    }
+
+
+def versions() -> dict[str, str]:
+    return {
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "device": "cpu",
+    }
+
+
+def _evaluate(seeds: list[_Seed], e: int, mse_EHS: dict, pred_EHSN: dict | None) -> None:
+    """Full-data MSE (and predictions, if recorded) of every run into row ``e``."""
+    with torch.no_grad():
+        for s, seed in enumerate(seeds):
+            for name, runs in seed.runs.items():
+                for h, run in enumerate(runs):
+                    pred = run.model(seed.x)
+                    mse_EHS[name][e, h, s] = mse(pred, seed.y).item()
+                    if pred_EHSN is not None:
+                        pred_EHSN[name][e, h, s] = pred[:, 0].numpy()
+
+
+def _train(cfg: StudyConfig, seeds: list[_Seed], mse_EHS, pred_EHSN, progress) -> dict:
+    """All runs advance together, step by step; returns the seconds spent per optimizer."""
+    eval_steps = cfg.train.eval_steps
+    step_s = dict.fromkeys(cfg.optimizer_names, 0.0)  # eager, so each share can be timed
+    _evaluate(seeds, 0, mse_EHS, pred_EHSN)
+    for t in range(cfg.train.iters):
+        for seed in seeds:
+            idx = batch_indices(seed.batch_generator, cfg.data.n_data, cfg.train.batch_size)
+            x, y = seed.x[idx], seed.y[idx]
+            for name, runs in seed.runs.items():
+                tic = time.perf_counter()
+                for run in runs:
+                    _guarded_step(run, x, y, t)
+                step_s[name] += time.perf_counter() - tic
+        if t + 1 in eval_steps:
+            _evaluate(seeds, eval_steps.index(t + 1), mse_EHS, pred_EHSN)
+            if progress is not None:
+                progress(t + 1)
+    return step_s
+
+
+def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -> StudyResult:
+    """Every (optimizer, grid point, seed) of ``cfg``, eagerly; same schema as the JAX engine.
+
+    Seed ``i`` draws its data, initial weights and batches from generators derived from
+    ``(cfg.seed, i)``: the two frameworks' random streams differ, so results agree in
+    distribution, not value. ``progress(step)`` is called after each evaluation with the number
+    of steps done. ``timing["per_optimizer_s"]`` is the time spent in each optimizer's steps.
+    """
+    dtype = getattr(torch, cfg.train.dtype)
+    np_dtype = np.dtype(cfg.train.dtype)
+    E, S, N = len(cfg.train.eval_steps), cfg.seeds, cfg.data.n_data
+    sizes = {o.name: o.grid_size for o in cfg.optimizers}
+    mse_EHS = {n: np.zeros((E, h, S), np_dtype) for n, h in sizes.items()}
+    pred_EHSN = None
+    if cfg.record_predictions:
+        pred_EHSN = {n: np.zeros((E, h, S, N), np_dtype) for n, h in sizes.items()}
+
+    with single_threaded():
+        start = time.perf_counter()
+        seeds = [_make_seed(cfg, i, dtype) for i in range(S)]
+        step_s = _train(cfg, seeds, mse_EHS, pred_EHSN, progress)
+        train_s = time.perf_counter() - start
+
+    names = cfg.optimizer_names
+    runs_HS = {n: [[seed.runs[n][h] for seed in seeds] for h in range(sizes[n])] for n in names}
+    return StudyResult(
+        config=cfg,
+        eval_steps=np.asarray(cfg.train.eval_steps),
+        grid={
+            o.name: {k: np.asarray(v, np_dtype) for k, v in o.grid().items()}
+            for o in cfg.optimizers
+        },
+        mse_EHS=mse_EHS,
+        diverged_at_HS={
+            n: np.array([[r.diverged_at for r in row] for row in runs_HS[n]], np.int32)
+            for n in names
+        },
+        params_HS={
+            n: _stack_params([[params_from_torch(r.model) for r in row] for row in runs_HS[n]])
+            for n in names
+        },
+        pred_EHSN=pred_EHSN or {},
+        x_N=seeds[0].x[:, 0].numpy(),
+        y_N=seeds[0].y[:, 0].numpy(),
+        timing={"compile_s": 0.0, "train_s": train_s, "per_optimizer_s": step_s},
+        versions=versions(),
+    )
