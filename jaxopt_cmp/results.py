@@ -89,8 +89,8 @@ def save_result(result: StudyResult, out: Path, framework: str = "jax") -> Path:
     for n in result.mse_EHS:
         arrays[f"mse_EHS/{n}"] = result.mse_EHS[n]
         arrays[f"diverged_at_HS/{n}"] = result.diverged_at_HS[n]
-        if n in result.pred_EHSN:
-            arrays[f"pred_EHSN/{n}"] = result.pred_EHSN[n]
+        if n in result.pred_EHN:
+            arrays[f"pred_EHN/{n}"] = result.pred_EHN[n]
         for k, v in result.grid[n].items():
             arrays[f"grid/{n}/{k}"] = v
     buf = io.BytesIO()
@@ -131,7 +131,7 @@ def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
             mse_EHS=per("mse_EHS"),
             diverged_at_HS=per("diverged_at_HS"),
             params_HS={},
-            pred_EHSN={n: arrays[f"pred_EHSN/{n}"] for n in names if f"pred_EHSN/{n}" in arrays},
+            pred_EHN={n: arrays[f"pred_EHN/{n}"] for n in names if f"pred_EHN/{n}" in arrays},
             x_N=arrays["x_N"],
             y_N=arrays["y_N"],
             timing=doc["timing"],

@@ -24,8 +24,8 @@ from jaxopt_cmp.train import StudyOutput, make_study_fn
 class StudyResult:
     """Host (numpy) arrays of a finished study, named by axes (E evals, H grid, S seeds, N data).
 
-    ``x_N``/``y_N`` are seed 0's data, for plots. ``pred_EHSN`` is empty when the config does not
-    record predictions. ``diverged_at_HS`` is -1 for runs that stayed finite.
+    ``x_N``/``y_N`` are seed 0's data and ``pred_EHN`` seed 0's predictions (empty when the config
+    does not record them), for plots. ``diverged_at_HS`` is -1 for runs that stayed finite.
     """
 
     config: StudyConfig
@@ -34,7 +34,7 @@ class StudyResult:
     mse_EHS: dict[str, np.ndarray]
     diverged_at_HS: dict[str, np.ndarray]
     params_HS: dict[str, object] = field(repr=False)
-    pred_EHSN: dict[str, np.ndarray] = field(repr=False)
+    pred_EHN: dict[str, np.ndarray] = field(repr=False)
     x_N: np.ndarray = field(repr=False)
     y_N: np.ndarray = field(repr=False)
     timing: dict[str, float] = field(default_factory=dict)
@@ -113,7 +113,7 @@ def to_result(cfg: StudyConfig, out: StudyOutput, grid, timing) -> StudyResult:
         mse_EHS=host(out.mse_EHS),
         diverged_at_HS=host(out.diverged_at_HS),
         params_HS=host(out.params_HS),
-        pred_EHSN=host(out.pred_EHSN) if out.pred_EHSN is not None else {},
+        pred_EHN=host(out.pred_EHN) if out.pred_EHN is not None else {},
         x_N=np.asarray(data.x[:, 0]),
         y_N=np.asarray(data.y[:, 0]),
         timing=timing,

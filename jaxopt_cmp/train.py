@@ -38,12 +38,15 @@ class SeedInputs(NamedTuple):
 
 
 class StudyOutput(NamedTuple):
-    """Arrays per optimizer name, named by their axes (E eval points, H grid, S seeds, N data)."""
+    """Arrays per optimizer name, named by their axes (E eval points, H grid, S seeds, N data).
+
+    ``pred_EHN`` holds seed 0's full-data predictions, or is None when not recorded.
+    """
 
     mse_EHS: dict[str, jax.Array]
     diverged_at_HS: dict[str, jax.Array]
     params_HS: dict[str, Params]
-    pred_EHSN: dict[str, jax.Array] | None
+    pred_EHN: dict[str, jax.Array] | None
 
 
 def dtype_of(cfg: StudyConfig):
@@ -126,7 +129,9 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
         for n in names:
             f = jax.vmap(jax.vmap(one, (0, 0, 0)), (0, None, None))
             out[n] = f(states[n], data_S.x, data_S.y)
-        return {n: m for n, (m, _) in out.items()}, ({n: p for n, (_, p) in out.items()} if record else None)
+        # Predictions are kept for seed 0 only (every grid point): plots need no more, and
+        # memory stays bounded however many seeds run.
+        return {n: m for n, (m, _) in out.items()}, ({n: p[:, 0] for n, (_, p) in out.items()} if record else None)
 
     def run_chunk(states, seeds: SeedInputs, t0, length):
         t_C = t0 + jnp.arange(length)
