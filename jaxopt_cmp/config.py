@@ -6,10 +6,10 @@ API and every script share one set of rules and fail before anything compiles.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
-from jaxopt_cmp.checks import ConfigError, is_int, check_choice, check_int, check_real
+from jaxopt_cmp.checks import ConfigError, check_choice, check_int, check_real, is_int
 from jaxopt_cmp.optimizers import OPTIMIZERS, check_hparams
 from jaxopt_cmp.targets import TARGETS
 
@@ -88,7 +88,7 @@ class OptimizerConfig:
     hparams: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @classmethod
-    def make(cls, name: str, **hparams: float | Sequence[float]) -> "OptimizerConfig":
+    def make(cls, name: str, **hparams: float | Sequence[float]) -> OptimizerConfig:
         pairs = tuple(
             (k, tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else (v,))
             for k, v in sorted(hparams.items())

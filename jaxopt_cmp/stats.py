@@ -83,6 +83,7 @@ def summarize(result: StudyResult, target: float) -> list[OptimizerSummary]:
         mean, lo, hi = bootstrap_mean_ci(final_HS[h])
         steps_S = steps_to_target(mse_EHS[:, h], result.eval_steps, target)
         reached = steps_S[steps_S >= 0]
+        most_reach = reached.size and 2 * reached.size >= steps_S.size
         div_HS = result.diverged_at_HS[name] >= 0
         rows.append(OptimizerSummary(
             name=name,
@@ -93,7 +94,7 @@ def summarize(result: StudyResult, target: float) -> list[OptimizerSummary]:
             diverged_at_best=int(div_HS[h].sum()),
             diverged_total=int(div_HS.sum()),
             runs_total=int(div_HS.size),
-            steps_to_target_median=float(np.median(steps_S)) if 2 * reached.size >= steps_S.size and reached.size else math.nan,
+            steps_to_target_median=float(np.median(np.where(steps_S < 0, np.inf, steps_S))) if most_reach else math.nan,
             reached=int(reached.size),
             n_seeds=int(final_HS.shape[1]),
         ))

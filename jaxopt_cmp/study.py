@@ -7,9 +7,10 @@ axis is sharded across them with ``jax.sharding`` (results match one device).
 from __future__ import annotations
 
 import platform
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import jax
 import jax.numpy as jnp
@@ -92,11 +93,32 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
     return compiled, keys_S, grid, time.perf_counter() - start
 
 
+def call_interruptibly(fn, *args, poll_s: float = 0.05):
+    """``block_until_ready(fn(*args))`` on a daemon thread while this thread waits in short,
+    interruptible joins: with host callbacks in the program the call runs synchronously, and
+    Ctrl-C reaches Python only between bytecodes, so it would otherwise wait for the whole run."""
+    box = {}
+
+    def target():
+        try:
+            box["out"] = jax.block_until_ready(fn(*args))
+        except BaseException as err:  # handed to the waiting thread
+            box["err"] = err
+
+    worker = threading.Thread(target=target, name="jaxopt_cmp-run", daemon=True)
+    worker.start()
+    while worker.is_alive():
+        worker.join(poll_s)
+    if "err" in box:
+        raise box["err"]
+    return box["out"]
+
+
 def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -> StudyResult:
     """Compiles and runs every (optimizer, grid point, seed) of ``cfg``; times both phases."""
     compiled, keys_S, grid, compile_s = compile_study(cfg, progress)
     start = time.perf_counter()
-    out: StudyOutput = jax.block_until_ready(compiled(keys_S, grid))
+    out: StudyOutput = call_interruptibly(compiled, keys_S, grid)
     train_s = time.perf_counter() - start
     return to_result(cfg, out, grid, {"compile_s": compile_s, "train_s": train_s})
 

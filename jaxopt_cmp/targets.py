@@ -6,7 +6,7 @@ Each target takes the array namespace as a second argument (``jax.numpy``, ``num
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import jax.numpy as jnp
 

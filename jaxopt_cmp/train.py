@@ -9,7 +9,8 @@ the same minibatches at the same step. Full-data MSE is evaluated inside the com
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp

@@ -7,6 +7,8 @@ status 2, before anything compiles. Ctrl-C ends with a short message and status 
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,7 +40,8 @@ def add_common_args(p: argparse.ArgumentParser, optimizers: str) -> None:
     p.add_argument("--n-data", type=int, default=10_000, help="number of data points (default: %(default)s)")
     p.add_argument("--target", default="seed", help="target function: seed (exp(-x^2) cos 10x), sin, abs")
     p.add_argument("--seed", type=int, default=0, help="root random seed (default: %(default)s)")
-    p.add_argument("--eval-every", type=int, default=500, help="full-data MSE every N iterations (default: %(default)s)")
+    p.add_argument("--eval-every", type=int, default=500,
+                   help="full-data MSE every N iterations (default: %(default)s)")
     p.add_argument("--dtype", default="float32", help="float32 or float64 (default: %(default)s)")
     p.add_argument("--out", default=None, help="output directory (default: runs/<script>-<time>)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
@@ -110,6 +113,8 @@ def run_main(prog: str, main) -> None:
     """Runs ``main()``; turns bad settings and Ctrl-C into a one-line message and exit status."""
     from jaxopt_cmp.results import ResultsError
 
+    # A parent that ignores SIGINT (a background job, some CI runners) would make Ctrl-C a no-op.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         main()
     except ConfigError as err:
@@ -117,5 +122,9 @@ def run_main(prog: str, main) -> None:
     except ResultsError as err:
         fail(prog, str(err))
     except KeyboardInterrupt:
-        sys.stderr.write(f"\n{prog}: interrupted; no results.json was written for this run\n")
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        # Results are written only after training, each file renamed into place whole, so
+        # nothing is half-written; _exit also stops XLA's worker threads mid-run at once.
+        sys.stderr.write(f"\n{prog}: interrupted; no new results.json was written\n")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(EXIT_INTERRUPTED)

@@ -58,8 +58,8 @@ def main(argv=None) -> None:
 def initial_params(cfg, framework: str):
     """Rows and total of the parameter table for seed 0 of ``framework``."""
     if framework == "torch":
-        from torch_ref.train import initial_model
         from torch_ref.model import count_params, param_rows
+        from torch_ref.train import initial_model
 
         model = initial_model(cfg, seed_index=0)
         return param_rows(model), count_params(model)

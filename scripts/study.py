@@ -28,7 +28,8 @@ DEFAULT_LRS = ",".join(f"{v:.3g}" for v in np.logspace(-4, 0, 9))
 def parse_args(argv=None):
     p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _cli.add_common_args(p, optimizers="sgd,momentum,adam")
-    p.add_argument("--lrs", default=DEFAULT_LRS, help="comma-separated learning-rate grid (default: 9 log-spaced, 1e-4..1)")
+    p.add_argument("--lrs", default=DEFAULT_LRS,
+                   help="comma-separated learning-rate grid (default: 9 log-spaced, 1e-4..1)")
     p.add_argument("--seeds", type=int, default=16, help="seeds per grid point, vmapped (default: %(default)s)")
     p.add_argument("--target-mse", type=float, default=2 * 0.03**2,
                    help="time-to-target threshold on full-data MSE (default: 2 x noise variance = %(default).4g)")

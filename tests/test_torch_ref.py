@@ -232,6 +232,12 @@ def test_make_optimizer_refuses_bad_settings(name, hparams, setting):
     assert err.value.setting == setting
 
 
+def test_a_registry_optimizer_without_a_torch_row_is_named(monkeypatch):
+    monkeypatch.delitem(topt.TORCH_OPTIMIZERS, "adam")
+    with pytest.raises(ConfigError, match="no torch counterpart"):
+        topt.make_optimizer("adam", [torch.nn.Parameter(torch.zeros(1))])
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
 
@@ -264,7 +270,7 @@ def test_run_study_is_reproducible_paired_and_reports_progress():
     x = torch.from_numpy(result.x_N[:, None])
     with torch.no_grad():
         pred = train.initial_model(cfg, 0)(x)[:, 0].numpy()
-    np.testing.assert_array_equal(result.pred_EHSN["adam"][0, 0, 0], pred)
+    np.testing.assert_array_equal(result.pred_EHN["adam"][0, 0], pred)
     assert result.final_mse_HS["adam"].shape == (1, 2)
 
 
@@ -279,7 +285,7 @@ def test_run_study_sweeps_a_grid_in_float64_without_predictions():
     np.testing.assert_array_equal(result.eval_steps, [0, 10, 20, 25])
     np.testing.assert_array_equal(result.grid["adam"]["lr"], [1e-3, 1e-2, 3e-2])
     assert result.params_HS["adam"]["dense_1"]["kernel"].shape == (3, 2, 64, 64)
-    assert result.pred_EHSN == {}
+    assert result.pred_EHN == {}
     final = result.mse_EHS["adam"][-1]
     assert len({*final[:, 0]}) == 3  # each grid point trained with its own lr
 
@@ -309,8 +315,11 @@ def test_divergence_is_recorded_and_the_last_finite_weights_kept():
                 np.testing.assert_array_equal(
                     result.params_HS["sgd"][layer][leaf][1, s], value[1, s]
                 )
-    after = result.mse_EHS["sgd"][result.eval_steps > diverged["sgd"][1].max(), 1]
-    np.testing.assert_array_equal(after, after[:1].repeat(len(after), axis=0))
+    # As in the JAX engine: evaluations after the bad step read +inf, never NaN.
+    for s, step in enumerate(diverged["sgd"][1]):
+        after = result.eval_steps > step
+        assert np.all(np.isposinf(result.mse_EHS["sgd"][after, 1, s]))
+        assert np.all(np.isfinite(result.mse_EHS["sgd"][~after, 1, s]))
 
 
 def test_single_threaded_restores_the_thread_count():

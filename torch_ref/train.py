@@ -142,23 +142,29 @@ def versions() -> dict[str, str]:
     }
 
 
-def _evaluate(seeds: list[_Seed], e: int, mse_EHS: dict, pred_EHSN: dict | None) -> None:
-    """Full-data MSE (and predictions, if recorded) of every run into row ``e``."""
+def _evaluate(seeds: list[_Seed], e: int, mse_EHS: dict, pred_EHN: dict | None) -> None:
+    """Full-data MSE of every run (and seed 0's predictions, if recorded) into row ``e``.
+
+    As in the JAX engine, a diverged run, or one whose full-data loss overflows, scores +inf
+    (never NaN).
+    """
     with torch.no_grad():
         for s, seed in enumerate(seeds):
             for name, runs in seed.runs.items():
                 for h, run in enumerate(runs):
                     pred = run.model(seed.x)
-                    mse_EHS[name][e, h, s] = mse(pred, seed.y).item()
-                    if pred_EHSN is not None:
-                        pred_EHSN[name][e, h, s] = pred[:, 0].numpy()
+                    loss = mse(pred, seed.y).item()
+                    ok = run.diverged_at < 0 and math.isfinite(loss)
+                    mse_EHS[name][e, h, s] = loss if ok else math.inf
+                    if pred_EHN is not None and s == 0:
+                        pred_EHN[name][e, h] = pred[:, 0].numpy()
 
 
-def _train(cfg: StudyConfig, seeds: list[_Seed], mse_EHS, pred_EHSN, progress) -> dict:
+def _train(cfg: StudyConfig, seeds: list[_Seed], mse_EHS, pred_EHN, progress) -> dict:
     """All runs advance together, step by step; returns the seconds spent per optimizer."""
     eval_steps = cfg.train.eval_steps
     step_s = dict.fromkeys(cfg.optimizer_names, 0.0)  # eager, so each share can be timed
-    _evaluate(seeds, 0, mse_EHS, pred_EHSN)
+    _evaluate(seeds, 0, mse_EHS, pred_EHN)
     for t in range(cfg.train.iters):
         for seed in seeds:
             idx = batch_indices(seed.batch_generator, cfg.data.n_data, cfg.train.batch_size)
@@ -169,7 +175,7 @@ def _train(cfg: StudyConfig, seeds: list[_Seed], mse_EHS, pred_EHSN, progress) -
                     _guarded_step(run, x, y, t)
                 step_s[name] += time.perf_counter() - tic
         if t + 1 in eval_steps:
-            _evaluate(seeds, eval_steps.index(t + 1), mse_EHS, pred_EHSN)
+            _evaluate(seeds, eval_steps.index(t + 1), mse_EHS, pred_EHN)
             if progress is not None:
                 progress(t + 1)
     return step_s
@@ -188,14 +194,14 @@ def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -
     E, S, N = len(cfg.train.eval_steps), cfg.seeds, cfg.data.n_data
     sizes = {o.name: o.grid_size for o in cfg.optimizers}
     mse_EHS = {n: np.zeros((E, h, S), np_dtype) for n, h in sizes.items()}
-    pred_EHSN = None
+    pred_EHN = None  # seed 0's predictions only, as the JAX engine keeps them
     if cfg.record_predictions:
-        pred_EHSN = {n: np.zeros((E, h, S, N), np_dtype) for n, h in sizes.items()}
+        pred_EHN = {n: np.zeros((E, h, N), np_dtype) for n, h in sizes.items()}
 
     with single_threaded():
         start = time.perf_counter()
         seeds = [_make_seed(cfg, i, dtype) for i in range(S)]
-        step_s = _train(cfg, seeds, mse_EHS, pred_EHSN, progress)
+        step_s = _train(cfg, seeds, mse_EHS, pred_EHN, progress)
         train_s = time.perf_counter() - start
 
     names = cfg.optimizer_names
@@ -216,7 +222,7 @@ def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -
             n: _stack_params([[params_from_torch(r.model) for r in row] for row in runs_HS[n]])
             for n in names
         },
-        pred_EHSN=pred_EHSN or {},
+        pred_EHN=pred_EHN or {},
         x_N=seeds[0].x[:, 0].numpy(),
         y_N=seeds[0].y[:, 0].numpy(),
         timing={"compile_s": 0.0, "train_s": train_s, "per_optimizer_s": step_s},
