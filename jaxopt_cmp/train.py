@@ -15,6 +15,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.data import Data, batch_indices, make_data
@@ -107,21 +108,28 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
     number of steps done (it may be called more than once per step on several devices).
     """
     model = make_model(cfg.model, dtype_of(cfg))
+    # Runs carry their parameters as one flat vector: the optimizer update and the divergence
+    # mask then fuse into a few kernels instead of a few per layer array (Adam's update was 60%
+    # of its step time on CPU with the pytree). Exact for elementwise optimizers (the registry).
+    template = jax.eval_shape(lambda k: init_params(k, cfg.model, dtype_of(cfg)), jax.random.key(0))
+    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), template))
+    apply_flat = lambda variables, x: model.apply({"params": unravel(variables["params"])}, x)
     names = cfg.optimizer_names
-    steps = {n: make_step(model.apply, make_optimizer(n)) for n in names}
+    steps = {n: make_step(apply_flat, make_optimizer(n)) for n in names}
     batch_size, n_data = cfg.train.batch_size, cfg.data.n_data
     record = cfg.record_predictions
 
     def init_runs(name, hp_H, params_S):
         def one(hp, params):
             tx = make_optimizer(name, **hp)
-            return RunState(params, tx.init(params), jnp.int32(-1))
+            flat = ravel_pytree(params)[0]
+            return RunState(flat, tx.init(flat), jnp.int32(-1))
 
         return jax.vmap(jax.vmap(one, (None, 0)), (0, None))(hp_H, params_S)
 
     def evaluate(states, data_S):
         def one(state, x, y):
-            pred = model.apply({"params": state.params}, x)
+            pred = apply_flat({"params": state.params}, x)
             loss = mse(pred, y)
             # A diverged run (or one whose full-data loss overflows) scores +inf, never NaN.
             return jnp.where((state.diverged_at < 0) & jnp.isfinite(loss), loss, jnp.inf), pred[:, 0]
@@ -177,7 +185,7 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
         return StudyOutput(
             mse_EHS,
             {n: states[n].diverged_at for n in names},
-            {n: states[n].params for n in names},
+            {n: jax.vmap(jax.vmap(unravel))(states[n].params) for n in names},
             pred,
         )
 
