@@ -13,8 +13,21 @@ import sys
 import time
 from pathlib import Path
 
-from jaxopt_cmp.checks import ConfigError
-from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig
+
+def _host_devices_default() -> None:
+    """One XLA host device per CPU core unless the user set it: studies shard their seed axis
+    across devices, and separate host devices are how XLA:CPU runs shards on separate cores.
+    Must run before jax is imported; XLA_FLAGS set by the user win."""
+    flags = os.environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        os.environ["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={count or 1}".strip()
+
+
+_host_devices_default()
+
+from jaxopt_cmp.checks import ConfigError  # noqa: E402
+from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig  # noqa: E402
 
 EXIT_USAGE, EXIT_INTERRUPTED = 2, 130
 
