@@ -25,6 +25,7 @@ class DataConfig:
     x_low: float = -3.0
     x_high: float = 3.0
     noise_std: float = 0.03
+    source: str = ""  # "" = generated from ``target``; else where user-supplied data came from
 
     def __post_init__(self):
         check_choice("target", self.target, sorted(TARGETS))

@@ -29,18 +29,38 @@ def make_data(key: jax.Array, cfg: DataConfig, dtype=jnp.float32) -> Data:
     return Data(x, TARGETS[cfg.target](x) + jnp.asarray(cfg.noise_std, dtype) * noise)
 
 
-def data_from_arrays(x, y) -> Data:
-    """Wraps user-supplied arrays as ``(N, 1)`` data after checking shapes and finiteness."""
+def data_from_arrays(x, y, source: str = "arrays") -> Data:
+    """Wraps user-supplied arrays as ``(N, d)``/``(N, 1)`` data after checking shapes and finiteness."""
     x, y = np.asarray(x), np.asarray(y)
     x = x.reshape(-1, 1) if x.ndim == 1 else x
     y = y.reshape(-1, 1) if y.ndim == 1 else y
     if x.ndim != 2 or y.shape != (x.shape[0], 1):
-        raise ConfigError("data", f"x{x.shape}, y{y.shape}", "expected x (N, d) and y (N,) or (N, 1)")
+        raise ConfigError("data", source, f"got x{x.shape}, y{y.shape}; expected x (N, d) and y (N,) or (N, 1)")
     for name, arr in (("x", x), ("y", y)):
         if not np.all(np.isfinite(arr)):
             bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-            raise ConfigError(f"data {name}", f"{bad} NaN/inf values", "expected finite numbers only")
-    return Data(jnp.asarray(x), jnp.asarray(y))
+            raise ConfigError("data", source, f"{name} holds {bad} NaN/inf value(s); expected finite numbers only")
+    return Data(x, y)
+
+
+def load_data_file(path: str) -> Data:
+    """User data from ``.npz`` (arrays ``x`` and ``y``) or text/CSV (two columns x, y), checked."""
+    import os
+
+    if not os.path.isfile(path):
+        raise ConfigError("data", path, "expected an existing .npz, .csv or .txt file")
+    try:
+        if path.endswith(".npz"):
+            with np.load(path) as z:
+                x, y = z["x"], z["y"]
+        else:
+            table = np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=2)
+            if table.shape[1] != 2:
+                raise ValueError(f"{table.shape[1]} columns")
+            x, y = table[:, 0], table[:, 1]
+    except (KeyError, ValueError, OSError) as err:
+        raise ConfigError("data", path, f"expected arrays x and y, or two numeric columns ({err})") from None
+    return data_from_arrays(x, y, path)
 
 
 def batch_indices(key: jax.Array, steps: jax.Array, n_data: int, batch_size: int) -> jax.Array:

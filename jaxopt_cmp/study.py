@@ -18,7 +18,9 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from jaxopt_cmp.config import StudyConfig
-from jaxopt_cmp.train import StudyOutput, make_study_fn
+from jaxopt_cmp.checks import ConfigError
+from jaxopt_cmp.data import Data
+from jaxopt_cmp.train import StudyOutput, make_study_fn, seed_inputs
 
 
 @dataclass
@@ -84,12 +86,22 @@ def _shard_seeds(keys_S: jax.Array) -> jax.Array:
     return jax.device_put(keys_S, NamedSharding(mesh, PartitionSpec("seeds")))
 
 
-def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None):
-    """``(compiled, keys_S, grid, compile_s)``: the study lowered and compiled for its shapes."""
-    keys_S = _shard_seeds(seed_keys(cfg.seed, cfg.seeds))
-    grid = grid_arrays(cfg)
+def check_data(cfg: StudyConfig, data: Data | None) -> None:
+    if data is not None and data.x.shape[0] != cfg.data.n_data:
+        raise ConfigError("n_data", cfg.data.n_data, f"expected {data.x.shape[0]}, the supplied data's size")
+    if data is not None and data.x.shape[1] != cfg.model.xdim:
+        raise ConfigError("xdim", cfg.model.xdim, f"expected {data.x.shape[1]}, the supplied data's width")
+
+
+def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None, data: Data | None = None):
+    """``(compiled, keys_S, grid, compile_s)``: the study compiled for its shapes; call it as
+    ``compiled(keys_S, grid)``, or ``compiled(keys_S, grid, data)`` when ``data`` (see
+    :func:`jaxopt_cmp.data.data_from_arrays`) replaces the generated data of every seed."""
+    check_data(cfg, data)
+    keys_S, grid = _shard_seeds(seed_keys(cfg.seed, cfg.seeds)), grid_arrays(cfg)
+    extra = () if data is None else (data,)
     start = time.perf_counter()
-    compiled = jax.jit(make_study_fn(cfg, progress)).lower(keys_S, grid).compile()
+    compiled = jax.jit(make_study_fn(cfg, progress)).lower(keys_S, grid, *extra).compile()
     return compiled, keys_S, grid, time.perf_counter() - start
 
 
@@ -114,20 +126,20 @@ def call_interruptibly(fn, *args, poll_s: float = 0.05):
     return box["out"]
 
 
-def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -> StudyResult:
+def run_study(
+    cfg: StudyConfig, progress: Callable[[int], None] | None = None, data: Data | None = None
+) -> StudyResult:
     """Compiles and runs every (optimizer, grid point, seed) of ``cfg``; times both phases."""
-    compiled, keys_S, grid, compile_s = compile_study(cfg, progress)
+    compiled, keys_S, grid, compile_s = compile_study(cfg, progress, data)
     start = time.perf_counter()
-    out: StudyOutput = call_interruptibly(compiled, keys_S, grid)
+    out: StudyOutput = call_interruptibly(compiled, keys_S, grid, *(() if data is None else (data,)))
     train_s = time.perf_counter() - start
-    return to_result(cfg, out, grid, {"compile_s": compile_s, "train_s": train_s})
+    return to_result(cfg, out, grid, {"compile_s": compile_s, "train_s": train_s}, data)
 
 
-def to_result(cfg: StudyConfig, out: StudyOutput, grid, timing) -> StudyResult:
-    from jaxopt_cmp.train import seed_inputs
-
+def to_result(cfg: StudyConfig, out: StudyOutput, grid, timing, data: Data | None = None) -> StudyResult:
     host = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
-    data = seed_inputs(seed_keys(cfg.seed, 1)[0], cfg).data
+    data = seed_inputs(seed_keys(cfg.seed, 1)[0], cfg, data).data
     return StudyResult(
         config=cfg,
         eval_steps=np.asarray(cfg.train.eval_steps),

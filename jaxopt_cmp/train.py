@@ -55,13 +55,18 @@ def dtype_of(cfg: StudyConfig):
     return jnp.dtype(cfg.train.dtype)
 
 
-def seed_inputs(key: jax.Array, cfg: StudyConfig) -> SeedInputs:
-    """Splits a seed's key into data, init and batch keys (one purpose each)."""
+def seed_inputs(key: jax.Array, cfg: StudyConfig, data: Data | None = None) -> SeedInputs:
+    """Splits a seed's key into data, init and batch keys (one purpose each).
+
+    With user-supplied ``data`` every seed fits it; the seed still sets init and batches.
+    """
     key_data, key_init, key_batch = jax.random.split(key, 3)
     dtype = dtype_of(cfg)
-    return SeedInputs(
-        make_data(key_data, cfg.data, dtype), init_params(key_init, cfg.model, dtype), key_batch
-    )
+    if data is None:
+        data = make_data(key_data, cfg.data, dtype)
+    else:
+        data = Data(data.x.astype(dtype), data.y.astype(dtype))
+    return SeedInputs(data, init_params(key_init, cfg.model, dtype), key_batch)
 
 
 def make_step(apply_fn: Callable, tx: optax.GradientTransformation):
@@ -100,10 +105,10 @@ def _chunks(eval_steps: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = None):
-    """``study(keys_S, hparams) -> StudyOutput``, to be jitted once by the caller.
+    """``study(keys_S, hparams, data=None) -> StudyOutput``, to be jitted once by the caller.
 
     ``keys_S`` holds one key per seed; ``hparams[name][hp]`` is an ``(H,)`` array of that
-    optimizer's grid. Only arrays flow in, so new seeds or grid values reuse the compilation.
+    optimizer's grid; ``data``, if given, replaces the generated data of every seed. Only arrays flow in, so new seeds or grid values reuse the compilation.
     ``progress(step)``, if given, is called from the compiled run after each evaluation with the
     number of steps done (it may be called more than once per step on several devices).
     """
@@ -166,8 +171,8 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
             jax.debug.callback(progress, t0 + length)
         return states, evaluate(states, seeds.data)
 
-    def study(keys_S, hparams) -> StudyOutput:
-        seeds = jax.vmap(lambda k: seed_inputs(k, cfg))(keys_S)
+    def study(keys_S, hparams, data: Data | None = None) -> StudyOutput:
+        seeds = jax.vmap(lambda k: seed_inputs(k, cfg, data))(keys_S)
         states = {n: init_runs(n, hparams[n], seeds.params) for n in names}
         first = evaluate(states, seeds.data)
         size, n_full, rest = _chunks(cfg.train.eval_steps)

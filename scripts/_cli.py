@@ -52,6 +52,8 @@ def add_common_args(p: argparse.ArgumentParser, optimizers: str) -> None:
     p.add_argument("--hidden", default="64,64", help="hidden layer widths, comma-separated (default: %(default)s)")
     p.add_argument("--n-data", type=int, default=10_000, help="number of data points (default: %(default)s)")
     p.add_argument("--target", default="seed", help="target function: seed (exp(-x^2) cos 10x), sin, abs")
+    p.add_argument("--data", default=None,
+                   help="fit your own data: .npz with arrays x, y or a 2-column .csv/.txt (sets --n-data)")
     p.add_argument("--seed", type=int, default=0, help="root random seed (default: %(default)s)")
     p.add_argument("--eval-every", type=int, default=500,
                    help="full-data MSE every N iterations (default: %(default)s)")
@@ -79,18 +81,25 @@ def parse_list(flag: str, text: str, kind=str) -> tuple:
     return items
 
 
-def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_predictions: bool) -> StudyConfig:
-    """Builds (and so validates) the study config from parsed flags."""
+def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_predictions: bool):
+    """``(config, data)`` from parsed flags, both validated; ``data`` is None unless ``--data``."""
+    from jaxopt_cmp.data import load_data_file
+
     names = parse_list("optimizer", args.optimizers)
-    return StudyConfig(
+    data = load_data_file(args.data) if args.data else None
+    n_data = args.n_data if data is None else len(data.x)
+    cfg = StudyConfig(
         optimizers=tuple(OptimizerConfig.make(n, **optimizer_hparams.get(n, {})) for n in names),
-        data=DataConfig(target=args.target, n_data=args.n_data),
+        data=DataConfig(target=args.target, n_data=n_data, source=args.data or ""),
         model=ModelConfig(hidden=parse_list("hidden", args.hidden, int)),
         train=TrainConfig(iters=args.iters, batch_size=args.batch_size, eval_every=args.eval_every, dtype=args.dtype),
         seed=args.seed,
         seeds=seeds,
         record_predictions=record_predictions,
     )
+    if data is not None and data.x.shape[1] != cfg.model.xdim:
+        raise ConfigError("data", args.data, f"expected {cfg.model.xdim} input column(s)")
+    return cfg, data
 
 
 def default_out(script: str) -> Path:

@@ -33,7 +33,9 @@ def main(argv=None) -> None:
     from jaxopt_cmp.results import prepare_out_dir, save_result
 
     names = _cli.parse_list("optimizer", args.optimizers)
-    cfg = _cli.build_config(args, {n: {"lr": args.lr} for n in names}, args.seeds, record_predictions=True)
+    cfg, data = _cli.build_config(args, {n: {"lr": args.lr} for n in names}, args.seeds, record_predictions=True)
+    if data is not None and args.framework == "torch":
+        raise _cli.ConfigError("data", args.data, "user data runs with --framework jax only")
     out = prepare_out_dir(args.out or _cli.default_out("compare"), args.overwrite)
     print(f"output directory: {out}")
     print(report.param_table(*initial_params(cfg, args.framework)))
@@ -42,9 +44,12 @@ def main(argv=None) -> None:
     try:
         if args.framework == "jax":
             from jaxopt_cmp.study import run_study
+
+            result = run_study(cfg, progress=bar, data=data)
         else:
             from torch_ref.train import run_study
-        result = run_study(cfg, progress=bar)
+
+            result = run_study(cfg, progress=bar)
     finally:
         bar.close()
 

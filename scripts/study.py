@@ -62,7 +62,7 @@ def main(argv=None) -> None:
         return
     lrs = _cli.parse_list("lrs", args.lrs, float)
     names = _cli.parse_list("optimizer", args.optimizers)
-    cfg = _cli.build_config(args, {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
+    cfg, data = _cli.build_config(args, {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
     out = prepare_out_dir(args.out or _cli.default_out("study"), args.overwrite)
     print(f"output directory: {out}")
     runs = len(names) * len(lrs) * cfg.seeds
@@ -72,7 +72,7 @@ def main(argv=None) -> None:
 
     bar = _cli.Progress(cfg.train.iters, f"{runs} runs")
     try:
-        result = run_study(cfg, progress=bar)
+        result = run_study(cfg, progress=bar, data=data)
     finally:
         bar.close()
     result.timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
