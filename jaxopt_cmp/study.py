@@ -17,8 +17,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.checks import ConfigError
+from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.data import Data
 from jaxopt_cmp.train import StudyOutput, make_study_fn, seed_inputs
 

@@ -108,7 +108,8 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
     """``study(keys_S, hparams, data=None) -> StudyOutput``, to be jitted once by the caller.
 
     ``keys_S`` holds one key per seed; ``hparams[name][hp]`` is an ``(H,)`` array of that
-    optimizer's grid; ``data``, if given, replaces the generated data of every seed. Only arrays flow in, so new seeds or grid values reuse the compilation.
+    optimizer's grid; ``data``, if given, replaces the generated data of every seed. Only arrays
+    flow in, so new seeds, grid values or data of the same shapes reuse the compilation.
     ``progress(step)``, if given, is called from the compiled run after each evaluation with the
     number of steps done (it may be called more than once per step on several devices).
     """

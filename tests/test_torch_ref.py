@@ -161,9 +161,7 @@ def flax_params(dtype=np.float32, seed=0) -> dict:
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_params_round_trip_exactly(dtype):
     params = flax_params(dtype)
-    model = convert.params_to_torch(
-        params, tmodel.make_model(MODEL, getattr(torch, dtype.__name__))
-    )
+    model = convert.params_to_torch(params, tmodel.make_model(MODEL, getattr(torch, dtype.__name__)))
     assert torch.equal(model.net.linear_02.weight, torch.from_numpy(params["dense_1"]["kernel"].T))
     back = convert.params_from_torch(model)
     for layer, leaves in params.items():
@@ -312,9 +310,7 @@ def test_divergence_is_recorded_and_the_last_finite_weights_kept():
         )
         for layer, leaves in short.params_HS["sgd"].items():
             for leaf, value in leaves.items():
-                np.testing.assert_array_equal(
-                    result.params_HS["sgd"][layer][leaf][1, s], value[1, s]
-                )
+                np.testing.assert_array_equal(result.params_HS["sgd"][layer][leaf][1, s], value[1, s])
     # As in the JAX engine: evaluations after the bad step read +inf, never NaN.
     for s, step in enumerate(diverged["sgd"][1]):
         after = result.eval_steps > step

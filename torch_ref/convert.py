@@ -45,10 +45,7 @@ def params_to_torch(params, model: MLP) -> MLP:
                 src = torch.from_numpy(np.array(src.T if transpose else src, order="C"))  # a copy
                 where = f"{flax_name}.{leaf} -> {torch_name}.{'weight' if transpose else 'bias'}"
                 if src.shape != target.shape:
-                    raise ValueError(
-                        f"{where}: shape {tuple(src.shape)} (after transpose) "
-                        f"!= {tuple(target.shape)}"
-                    )
+                    raise ValueError(f"{where}: shape {tuple(src.shape)} (after transpose) != {tuple(target.shape)}")
                 if src.dtype != target.dtype:
                     raise ValueError(f"{where}: dtype {src.dtype} != {target.dtype}")
                 target.copy_(src)

@@ -46,9 +46,8 @@ class MLP(nn.Module):
         return self.net(x)
 
 
-def make_model(
-    cfg: ModelConfig, dtype=torch.float32, generator: torch.Generator | None = None
-) -> MLP:
+def make_model(cfg: ModelConfig, dtype=torch.float32, generator: torch.Generator | None = None) -> MLP:
+    """The config's MLP, initialised from ``generator`` (NaN weights without one)."""
     return MLP(cfg.xdim, cfg.hidden, cfg.ydim, dtype, generator)
 
 
@@ -72,15 +71,12 @@ def count_params(model: nn.Module) -> int:
 def param_rows(model: nn.Module, n_first: int = 5) -> list[tuple[str, tuple[int, ...], np.ndarray]]:
     """``(name, shape, first values)`` per parameter in registration order (weight before bias)."""
     return [
-        (name, tuple(p.shape), p.detach().cpu().numpy().reshape(-1)[:n_first])
-        for name, p in model.named_parameters()
+        (name, tuple(p.shape), p.detach().cpu().numpy().reshape(-1)[:n_first]) for name, p in model.named_parameters()
     ]
 
 
 def mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Mean squared error; refuses shapes that would broadcast ((N, 1) vs (N,) gives (N, N))."""
     if pred.shape != target.shape:
-        raise ValueError(
-            f"mse: prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}"
-        )
+        raise ValueError(f"mse: prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}")
     return torch.mean((pred - target) ** 2)

@@ -28,9 +28,7 @@ class TorchOptimizerDef:
 
 _TABLE = (
     TorchOptimizerDef("sgd", torch.optim.SGD, lambda lr: {"lr": lr}),
-    TorchOptimizerDef(
-        "momentum", torch.optim.SGD, lambda lr, momentum: {"lr": lr, "momentum": momentum}
-    ),
+    TorchOptimizerDef("momentum", torch.optim.SGD, lambda lr, momentum: {"lr": lr, "momentum": momentum}),
     TorchOptimizerDef(
         "adam",
         torch.optim.Adam,

@@ -28,9 +28,7 @@ from torch_ref.optimizers import make_optimizer
 _DATA, _INIT, _BATCH = range(3)
 
 
-def train_step(
-    model: MLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor
-) -> float:
+def train_step(model: MLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
     """One minibatch update (forward, MSE, zero_grad, backward, step); the pre-update loss."""
     loss = mse(model(x), y)
     optimizer.zero_grad()
@@ -125,10 +123,7 @@ def _stack_params(tree_HS: list[list[dict]]) -> dict:
     """``[h][s]`` Flax-layout dicts -> one dict of ``(H, S, ...)`` arrays."""
     first = tree_HS[0][0]
     return {
-        layer: {
-            leaf: np.stack([np.stack([p[layer][leaf] for p in row]) for row in tree_HS])
-            for leaf in first[layer]
-        }
+        layer: {leaf: np.stack([np.stack([p[layer][leaf] for p in row]) for row in tree_HS]) for leaf in first[layer]}
         for layer in first
     }
 
@@ -209,19 +204,10 @@ def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -
     return StudyResult(
         config=cfg,
         eval_steps=np.asarray(cfg.train.eval_steps),
-        grid={
-            o.name: {k: np.asarray(v, np_dtype) for k, v in o.grid().items()}
-            for o in cfg.optimizers
-        },
+        grid={o.name: {k: np.asarray(v, np_dtype) for k, v in o.grid().items()} for o in cfg.optimizers},
         mse_EHS=mse_EHS,
-        diverged_at_HS={
-            n: np.array([[r.diverged_at for r in row] for row in runs_HS[n]], np.int32)
-            for n in names
-        },
-        params_HS={
-            n: _stack_params([[params_from_torch(r.model) for r in row] for row in runs_HS[n]])
-            for n in names
-        },
+        diverged_at_HS={n: np.array([[r.diverged_at for r in row] for row in runs_HS[n]], np.int32) for n in names},
+        params_HS={n: _stack_params([[params_from_torch(r.model) for r in row] for row in runs_HS[n]]) for n in names},
         pred_EHN=pred_EHN or {},
         x_N=seeds[0].x[:, 0].numpy(),
         y_N=seeds[0].y[:, 0].numpy(),
