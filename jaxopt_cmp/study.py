@@ -137,8 +137,17 @@ def run_study(
     return to_result(cfg, out, grid, {"compile_s": compile_s, "train_s": train_s}, data)
 
 
+def _to_host(x) -> np.ndarray:
+    """A numpy copy; arrays spread over several hosts (jax.distributed) are gathered first."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+    return np.asarray(x)
+
+
 def to_result(cfg: StudyConfig, out: StudyOutput, grid, timing, data: Data | None = None) -> StudyResult:
-    host = lambda tree: jax.tree_util.tree_map(np.asarray, tree)
+    host = lambda tree: jax.tree_util.tree_map(_to_host, tree)
     data = seed_inputs(seed_keys(cfg.seed, 1)[0], cfg, data).data
     return StudyResult(
         config=cfg,
