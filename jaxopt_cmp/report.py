@@ -184,7 +184,8 @@ def plot_best_curves(result: StudyResult, best: dict[str, int], path: Path) -> P
     for name, colour in colours(result.config.optimizer_names).items():
         m_ES = result.mse_EHS[name][:, best[name]]
         m_ES = np.where(np.isfinite(m_ES), m_ES, np.nan)
-        ax.plot(result.eval_steps, np.nanmedian(m_ES, axis=1), colour, label=f"{name} (best)")
+        best_lr = result.grid[name]["lr"][best[name]]
+        ax.plot(result.eval_steps, np.nanmedian(m_ES, axis=1), colour, label=f"{name} (lr {best_lr:.3g})")
         lo, hi = np.nanpercentile(m_ES, [2.5, 97.5], axis=1)
         ax.fill_between(result.eval_steps, lo, hi, color=colour, alpha=0.2)
     ax.set_yscale("log")

@@ -140,13 +140,14 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
             # A diverged run (or one whose full-data loss overflows) scores +inf, never NaN.
             return jnp.where((state.diverged_at < 0) & jnp.isfinite(loss), loss, jnp.inf), pred[:, 0]
 
-        out = {}
-        for n in names:
-            f = jax.vmap(jax.vmap(one, (0, 0, 0)), (0, None, None))
-            out[n] = f(states[n], data_S.x, data_S.y)
-        # Predictions are kept for seed 0 only (every grid point): plots need no more, and
-        # memory stays bounded however many seeds run.
-        return {n: m for n, (m, _) in out.items()}, ({n: p[:, 0] for n, (_, p) in out.items()} if record else None)
+        def grid_point(states_S):
+            mse_S, pred_SN = jax.vmap(one)(states_S, data_S.x, data_S.y)
+            return mse_S, pred_SN[0]  # predictions of seed 0 only: all the plots need
+
+        # One grid point at a time (lax.map), seeds vmapped: the full-data activations of every
+        # run at once (H x S x N x width floats) would dominate a study's memory.
+        out = {n: jax.lax.map(grid_point, states[n]) for n in names}
+        return {n: m for n, (m, _) in out.items()}, ({n: p for n, (_, p) in out.items()} if record else None)
 
     def run_chunk(states, seeds: SeedInputs, t0, length):
         t_C = t0 + jnp.arange(length)
