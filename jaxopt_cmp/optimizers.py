@@ -210,7 +210,8 @@ _REGISTRY = (
         "reimplementation", "torch.optim.RMSprop(lr, alpha, eps, momentum)",
         "torch: b = m b + g/(sqrt(v)+eps), p -= lr b; optax.rmsprop(momentum=m) scales by lr before "
         "the trace: same at constant lr, not under a schedule; torch's default momentum is 0",
-        "optax.chain(scale_by_rms(alpha, eps, eps_in_sqrt=False), trace(momentum), scale_by_learning_rate(lr))",
+        "torch_optim.rmsprop_momentum: optax.chain(scale_by_rms(alpha, eps, eps_in_sqrt=False), "
+        "trace(momentum), scale_by_learning_rate(lr)) (optax's order: rmsprop_momentum_optax)",
     ),
     OptimizerDef(
         "rmsprop_momentum_optax", _rmsprop_momentum_optax, {**_RMS, "momentum": 0.9},
@@ -252,7 +253,9 @@ _REGISTRY = (
     OptimizerDef(
         "nadam", _nadam, {**_ADAM, "lr": 2e-3, "momentum_decay": 4e-3},
         {**_ADAM_BOUNDS, "momentum_decay": NONNEGATIVE},
-        "reimplementation", "torch.optim.NAdam(lr, betas=(beta1, beta2), eps, momentum_decay)",
+        "reimplementation",
+        "torch.optim.NAdam(lr, betas=(beta1, beta2), eps, momentum_decay) (torch_ref.reference_optim.NAdam: "
+        "its scalar state in the parameters' dtype)",
         "torch warms the momentum up, mu_t = beta1 (1 - 0.5 * 0.96^(t momentum_decay)), and "
         "corrects by the product of the mu_t; optax.nadam uses a constant beta1 (Dozat's simplified "
         "form); torch keeps that product in float32 unless the default dtype is float64",

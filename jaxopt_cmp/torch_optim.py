@@ -33,7 +33,6 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
-from optax._src.numerics import safe_increment
 
 Updates = optax.Updates
 
@@ -70,7 +69,7 @@ def scale_by_torch_nadam(beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=4e-3) 
 
     def update_fn(updates, state, params=None):
         del params
-        count = safe_increment(state.count)
+        count = optax.safe_increment(state.count)
         t = _float_step(count, updates)
         mu = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
         mu_next = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
@@ -105,7 +104,7 @@ def scale_by_torch_amsgrad(beta1=0.9, beta2=0.999, eps=1e-8) -> optax.GradientTr
 
     def update_fn(updates, state, params=None):
         del params
-        count = safe_increment(state.count)
+        count = optax.safe_increment(state.count)
         t = _float_step(count, updates)
         m = jax.tree.map(lambda g, m: _ema(g, m, beta1, 1), updates, state.m)
         v = jax.tree.map(lambda g, v: _ema(g, v, beta2, 2), updates, state.v)
@@ -134,7 +133,7 @@ def scale_by_torch_radam(beta1=0.9, beta2=0.999, eps=1e-8) -> optax.GradientTran
 
     def update_fn(updates, state, params=None):
         del params
-        count = safe_increment(state.count)
+        count = optax.safe_increment(state.count)
         t = _float_step(count, updates)
         m = jax.tree.map(lambda g, m: _ema(g, m, beta1, 1), updates, state.m)
         v = jax.tree.map(lambda g, v: _ema(g, v, beta2, 2), updates, state.v)
@@ -172,7 +171,7 @@ def scale_by_torch_adagrad(lr_decay=0.0, initial_accumulator_value=0.0, eps=1e-1
 
     def update_fn(updates, state, params=None):
         del params
-        count = safe_increment(state.count)
+        count = optax.safe_increment(state.count)
         decay = 1 / (1 + (_float_step(count, updates) - 1) * lr_decay)
         sums = jax.tree.map(lambda g, s: s + g * g, updates, state.sum_of_squares)
         out = jax.tree.map(lambda g, s: decay * g / (jnp.sqrt(s) + eps), updates, sums)

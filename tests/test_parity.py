@@ -8,7 +8,6 @@ must agree to rounding) and in float32 (where the tolerance is float32's measure
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -17,70 +16,26 @@ import pytest
 import scipy.stats
 import torch
 
-from jaxopt_cmp import data as jdata
 from jaxopt_cmp import model as jmodel
 from jaxopt_cmp.config import DataConfig, ModelConfig, StudyConfig, TrainConfig
-from jaxopt_cmp.optimizers import OPTIMIZERS
-from jaxopt_cmp.optimizers import make_optimizer as jax_optimizer
 from jaxopt_cmp.study import run_study as jax_run_study
-from jaxopt_cmp.train import RunState, make_step
 from torch_ref import model as tmodel
+from torch_ref import parity
 from torch_ref.convert import name_map, params_from_torch, params_to_torch
-from torch_ref.optimizers import make_optimizer as torch_optimizer
+from torch_ref.parity import Problem, Trajectory, deviation_T, host, leaves, precision, relative, torch_dtype
 from torch_ref.train import run_study as torch_run_study
-from torch_ref.train import train_step
 
 SEED_PARAMS = 4_353  # the seed notebook's count for 1-64-64-1
 MODEL = ModelConfig()
 STEPS, BATCH, LR = 200, 64, 1e-2
-# Every registry entry: a new optimizer is compared (or fails for want of a torch row) by itself.
-OPTIMIZER_NAMES = sorted(OPTIMIZERS)
-
-host = functools.partial(jax.tree_util.tree_map, np.asarray)
-leaves = jax.tree_util.tree_leaves
-
-
-class Problem(NamedTuple):
-    """One seed problem as numpy arrays: data ``(N, 1)``, Flax-layout params, batches ``(T, B)``."""
-
-    x: np.ndarray
-    y: np.ndarray
-    params: dict
-    idx_TB: np.ndarray
-
-    def cast(self, dtype) -> Problem:
-        copy = lambda a: np.array(a, dtype)  # a writable copy, as torch.from_numpy wants
-        return Problem(copy(self.x), copy(self.y), jax.tree_util.tree_map(copy, self.params), self.idx_TB)
-
-
-class Trajectory(NamedTuple):
-    """``loss_T[t]``: step t's minibatch loss (before its update); ``params_T``: after step t."""
-
-    loss_T: np.ndarray
-    params_T: dict
+# The seed's three optimizers, at the seed's lr. Every registry entry (at its own defaults) is
+# compared step by step in tests/test_zoo.py; the float32 tolerance below is calibrated for these.
+OPTIMIZER_NAMES = ["adam", "momentum", "sgd"]
 
 
 @pytest.fixture(scope="module")
 def problem() -> Problem:
-    return seed_problem()
-
-
-def seed_problem() -> Problem:
-    """The seed problem, drawn on the JAX side in float32.
-
-    float64 runs train its exact upcast, so a float32 run can be measured against a float64 run
-    of the same problem (drawing in x64 mode would give other numbers: other bits per sample).
-    """
-    key_data, key_init, key_batch = jax.random.split(jax.random.key(0), 3)
-    data = jdata.make_data(key_data, DataConfig())
-    params = jmodel.init_params(key_init, MODEL)
-    idx = jdata.batch_indices(key_batch, jnp.arange(STEPS), DataConfig().n_data, BATCH)
-    return Problem(np.asarray(data.x), np.asarray(data.y), host(params), np.asarray(idx))
-
-
-def precision(dtype):
-    """JAX's x64 mode on for float64 only, and only inside the block (never a global switch)."""
-    return jax.enable_x64(np.dtype(dtype) == np.float64)
+    return parity.seed_problem(STEPS, BATCH)
 
 
 def test_x64_switch_is_local():
@@ -92,47 +47,22 @@ def test_x64_switch_is_local():
     assert jnp.asarray(1.0).dtype == np.float32  # off again after the block: JAX's default
 
 
-def torch_dtype(dtype) -> torch.dtype:
-    return getattr(torch, np.dtype(dtype).name)
+def test_comparisons_run_at_highest_matmul_precision():
+    """On GPUs JAX's default float32 matmul is TF32 (~1e-3 relative): never compare under it."""
+    for dtype in (np.float32, np.float64):
+        with precision(dtype):
+            assert jax.config.jax_default_matmul_precision == "highest"
+    assert jax.config.jax_default_matmul_precision is None  # restored after the block
 
 
 def jax_trajectory(name: str, problem: Problem, dtype) -> Trajectory:
     """The engine's own step (``make_step`` + the registry's inject_hyperparams optimizer)."""
-    p = problem.cast(dtype)
-    with precision(dtype):
-        tx = jax_optimizer(name, lr=LR)
-        step = make_step(jmodel.make_model(MODEL, dtype).apply, tx)
-        x, y = jnp.asarray(p.x), jnp.asarray(p.y)
-
-        def body(state, inputs):
-            idx, t = inputs
-            state, loss = step(state, x[idx], y[idx], t)
-            return state, (loss, state.params)
-
-        @jax.jit
-        def run(state, idx_TB):
-            return jax.lax.scan(body, state, (idx_TB, jnp.arange(len(idx_TB))))[1]
-
-        params = jax.tree_util.tree_map(jnp.asarray, p.params)
-        loss_T, params_T = run(RunState(params, tx.init(params), jnp.int32(-1)), p.idx_TB)
-        out = Trajectory(np.asarray(loss_T), host(params_T))
-    # Proves the x64 switch took effect (JAX would silently compute in float32 otherwise).
-    assert {a.dtype for a in leaves(out)} == {np.dtype(dtype)}
-    return out
+    return parity.jax_mlp_trajectory(name, problem, dtype, lr=LR)
 
 
 def torch_trajectory(name: str, problem: Problem, dtype) -> Trajectory:
     """``torch_ref``'s eager step on the same weights and the same batches."""
-    p = problem.cast(dtype)
-    model = params_to_torch(p.params, tmodel.make_model(MODEL, torch_dtype(dtype)))
-    optimizer = torch_optimizer(name, model.parameters(), lr=LR)
-    x, y = torch.from_numpy(p.x), torch.from_numpy(p.y)
-    losses, params = [], []
-    for idx in torch.tensor(p.idx_TB, dtype=torch.long):
-        losses.append(train_step(model, optimizer, x[idx], y[idx]))
-        params.append(params_from_torch(model))
-    params_T = jax.tree_util.tree_map(lambda *a: np.stack(a), *params)
-    return Trajectory(np.asarray(losses, dtype), params_T)
+    return parity.torch_mlp_trajectory(name, problem, dtype, lr=LR)
 
 
 @pytest.fixture(scope="module")
@@ -145,24 +75,6 @@ def trajectory(problem):
         return runners[framework](name, problem, np.dtype(dtype))
 
     return get
-
-
-def relative(a: np.ndarray, ref: np.ndarray) -> float:
-    """``max |a - ref| / max |ref|``: the error measured against the array's scale."""
-    return float(np.max(np.abs(a - ref)) / np.max(np.abs(ref)))
-
-
-def deviation_T(params_T: dict, ref_T: dict) -> np.ndarray:
-    """Per step: max over arrays of ``max |a - ref|`` / that array's ``max |ref|`` over the run.
-
-    Scaled by each array's size over the whole run, not at step t: the output bias crosses zero
-    (5e-6 at SGD step 88), where a per-step relative error is rounding blown up (1e-4 in f32).
-    """
-    per_array = [
-        np.max(np.abs(a - r).reshape(len(r), -1), axis=1) / np.max(np.abs(r))
-        for a, r in zip(leaves(params_T), leaves(ref_T), strict=True)
-    ]
-    return np.max(per_array, axis=0)
 
 
 def assert_every_step(err_T: np.ndarray, tol_T, what: str) -> None:
@@ -193,17 +105,7 @@ def test_parameter_names_shapes_and_count_agree(problem):
     assert jmodel.count_params(problem.params) == tmodel.count_params(model) == SEED_PARAMS
 
 
-def forward_and_grads(model: tmodel.MLP, x: np.ndarray, y: np.ndarray):
-    """torch's full-data predictions, loss and Flax-layout gradients for the copied weights."""
-    model.zero_grad()
-    pred = model(torch.tensor(x))
-    loss = tmodel.mse(pred, torch.tensor(y))
-    loss.backward()
-    grads = {
-        layer: {"kernel": m.weight.grad.numpy().T, "bias": m.bias.grad.numpy()}
-        for layer, (_, m) in zip(name_map(model), tmodel.linears(model), strict=True)
-    }
-    return pred.detach().numpy(), loss.item(), grads
+forward_and_grads = parity.torch_forward_and_grads
 
 
 # Measured on the seed data (10,000 points) at init: float64 forward 5.7e-15, gradients <= 8.5e-15;
