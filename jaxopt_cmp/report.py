@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from pathlib import Path
 
 import matplotlib
@@ -102,14 +103,21 @@ def plot_final_fit(result: StudyResult, path: Path) -> Path:
     return save_figure(fig, path)
 
 
-def plot_mse_curves(result: StudyResult, path: Path) -> Path:
-    """Full-data MSE vs iteration on a log axis: median over seeds, band from min to max."""
+def plot_mse_curves(result: StudyResult, path: Path, best: dict[str, int] | None = None) -> Path:
+    """Full-data MSE vs iteration on a log axis at grid point ``best[name]`` (default 0): median
+    over seeds and a 95% band (diverged evaluations left out)."""
     fig, ax = plt.subplots(figsize=(7, 4))
     for name, colour in colours(result.config.optimizer_names).items():
-        m_ES = result.mse_EHS[name][:, 0]
-        ax.plot(result.eval_steps, np.median(m_ES, axis=1), colour, label=name)
-        if m_ES.shape[1] > 1:
-            ax.fill_between(result.eval_steps, m_ES.min(1), m_ES.max(1), color=colour, alpha=0.2)
+        h = (best or {}).get(name, 0)
+        m_ES = result.mse_EHS[name][:, h]
+        m_ES = np.where(np.isfinite(m_ES), m_ES, np.nan)
+        label = f"{name} (lr {result.grid[name]['lr'][h]:.3g})" if best else name
+        with warnings.catch_warnings():  # evaluations where every seed diverged stay blank
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ax.plot(result.eval_steps, np.nanmedian(m_ES, axis=1), colour, label=label)
+            if m_ES.shape[1] > 1:
+                lo, hi = np.nanpercentile(m_ES, [2.5, 97.5], axis=1)
+                ax.fill_between(result.eval_steps, lo, hi, color=colour, alpha=0.2)
     ax.set_yscale("log")
     ax.set_xlabel("iteration")
     ax.set_ylabel("full-data MSE")
@@ -178,29 +186,10 @@ def plot_lr_sensitivity(result: StudyResult, path: Path, sweep: str = "lr") -> P
     return save_figure(fig, path)
 
 
-def plot_best_curves(result: StudyResult, best: dict[str, int], path: Path) -> Path:
-    """MSE over iterations at each optimizer's best grid point: median and 95% band."""
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for name, colour in colours(result.config.optimizer_names).items():
-        m_ES = result.mse_EHS[name][:, best[name]]
-        m_ES = np.where(np.isfinite(m_ES), m_ES, np.nan)
-        best_lr = result.grid[name]["lr"][best[name]]
-        ax.plot(result.eval_steps, np.nanmedian(m_ES, axis=1), colour, label=f"{name} (lr {best_lr:.3g})")
-        lo, hi = np.nanpercentile(m_ES, [2.5, 97.5], axis=1)
-        ax.fill_between(result.eval_steps, lo, hi, color=colour, alpha=0.2)
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("full-data MSE")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_figure(fig, path)
-
-
 def study_figures(result: StudyResult, best: dict[str, int], out: Path) -> list[Path]:
     paths = [
         plot_lr_sensitivity(result, out / "lr_sensitivity.png"),
-        plot_best_curves(result, best, out / "best_curves.png"),
+        plot_mse_curves(result, out / "best_curves.png", best),
     ]
     if result.pred_EHN:
         paths.append(plot_snapshots(result, out / "snapshots_best.png", best))
