@@ -104,7 +104,7 @@ def _chunks(eval_steps: tuple[int, ...]) -> tuple[int, int, int]:
     return size, n_full, eval_steps[-1] - eval_steps[n_full]
 
 
-def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = None):
+def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = None, groups: int = 1):
     """``study(keys_S, hparams, data=None) -> StudyOutput``, to be jitted once by the caller.
 
     ``keys_S`` holds one key per seed; ``hparams[name][hp]`` is an ``(H,)`` array of that
@@ -112,6 +112,10 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
     flow in, so new seeds, grid values or data of the same shapes reuse the compilation.
     ``progress(step)``, if given, is called from the compiled run after each evaluation with the
     number of steps done (it may be called more than once per step on several devices).
+
+    ``groups > 1`` trains the seeds in that many groups one after another (``lax.map``), group
+    ``j`` holding seeds ``j, j + groups, ...``: the same results, but each step's working set
+    stays cache-sized; ``progress`` then counts steps over all groups (``groups * iters``).
     """
     model = make_model(cfg.model, dtype_of(cfg))
     # Runs carry their parameters as one flat vector: the optimizer update and the divergence
@@ -167,24 +171,24 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
         states, _ = jax.lax.scan(body, states, (x_CSB, y_CSB, t_C))
         return states
 
-    def chunk_then_eval(states, seeds, t0, length):
+    def chunk_then_eval(states, seeds, t0, length, done_before):
         states = run_chunk(states, seeds, t0, length)
         if progress is not None:
-            jax.debug.callback(progress, t0 + length)
+            jax.debug.callback(progress, done_before + t0 + length)
         return states, evaluate(states, seeds.data)
 
-    def study(keys_S, hparams, data: Data | None = None) -> StudyOutput:
+    def study_group(keys_S, hparams, data, done_before=0) -> StudyOutput:
         seeds = jax.vmap(lambda k: seed_inputs(k, cfg, data))(keys_S)
         states = {n: init_runs(n, hparams[n], seeds.params) for n in names}
         first = evaluate(states, seeds.data)
         size, n_full, rest = _chunks(cfg.train.eval_steps)
 
         def outer(states, t0):
-            return chunk_then_eval(states, seeds, t0, size)
+            return chunk_then_eval(states, seeds, t0, size, done_before)
 
         states, stacked = jax.lax.scan(outer, states, size * jnp.arange(n_full))
         if rest:
-            states, last = chunk_then_eval(states, seeds, size * n_full, rest)
+            states, last = chunk_then_eval(states, seeds, size * n_full, rest, done_before)
         stack = lambda first, mid, *last: jnp.concatenate([first[None], mid, *(x[None] for x in last)])
         tail = (last,) if rest else ()
         merged = jax.tree_util.tree_map(stack, first, stacked, *tail)
@@ -194,6 +198,22 @@ def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
             {n: states[n].diverged_at for n in names},
             {n: jax.vmap(jax.vmap(unravel))(states[n].params) for n in names},
             pred,
+        )
+
+    def study(keys_S, hparams, data: Data | None = None) -> StudyOutput:
+        if groups == 1:
+            return study_group(keys_S, hparams, data)
+        # Seed s = k * groups + j is member k of group j; lax.map over groups, then undo.
+        keys_JxK = keys_S.reshape(-1, groups).T
+        done = cfg.train.iters * jnp.arange(groups)
+        out = jax.lax.map(lambda a: study_group(a[0], hparams, data, a[1]), (keys_JxK, done))
+        # (groups, ..., K at `axis`, ...) -> (..., K * groups, ...), seed s = k * groups + j.
+        seeds_last = lambda x, axis: jnp.moveaxis(x, 0, axis).reshape(*x.shape[1:axis], -1, *x.shape[axis + 1 :])
+        return StudyOutput(
+            {n: seeds_last(m, 3) for n, m in out.mse_EHS.items()},
+            {n: seeds_last(d, 2) for n, d in out.diverged_at_HS.items()},
+            {n: jax.tree_util.tree_map(lambda p: seeds_last(p, 2), ps) for n, ps in out.params_HS.items()},
+            None if out.pred_EHN is None else {n: p[0] for n, p in out.pred_EHN.items()},
         )
 
     return study

@@ -31,6 +31,7 @@ def main(argv=None) -> None:
     _cli.enable_dtype(args.dtype)
     from jaxopt_cmp import report
     from jaxopt_cmp.results import prepare_out_dir, save_result
+    from jaxopt_cmp.study import progress_total
 
     names = _cli.parse_list("optimizer", args.optimizers)
     cfg, data = _cli.build_config(args, {n: {"lr": args.lr} for n in names}, args.seeds, record_predictions=True)
@@ -40,7 +41,7 @@ def main(argv=None) -> None:
     print(f"output directory: {out}")
     print(report.param_table(*initial_params(cfg, args.framework)))
 
-    bar = _cli.Progress(cfg.train.iters, f"{args.framework}: {len(names)} optimizers x {cfg.seeds} seed(s)")
+    bar = _cli.Progress(progress_total(cfg), f"{args.framework}: {len(names)} optimizers x {cfg.seeds} seed(s)")
     try:
         if args.framework == "jax":
             from jaxopt_cmp.study import run_study

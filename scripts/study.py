@@ -54,6 +54,7 @@ def main(argv=None) -> None:
     _cli.enable_dtype(args.dtype)
     from jaxopt_cmp.checks import check_real
     from jaxopt_cmp.results import load_result, prepare_out_dir, save_result
+    from jaxopt_cmp.study import progress_total
 
     check_real("target_mse", args.target_mse, 0.0, float("inf"), low_open=True)
     if args.from_dir:
@@ -70,7 +71,7 @@ def main(argv=None) -> None:
 
     from jaxopt_cmp.study import run_study
 
-    bar = _cli.Progress(cfg.train.iters, f"{runs} runs")
+    bar = _cli.Progress(progress_total(cfg), f"{runs} runs")
     try:
         result = run_study(cfg, progress=bar, data=data)
     finally:
