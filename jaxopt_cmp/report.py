@@ -29,6 +29,17 @@ def save_figure(fig, path: Path, dpi: int = 100) -> Path:
     return Path(path)
 
 
+def _save_log_axes(fig, ax, path: Path, xlabel: str, ylabel: str) -> Path:
+    """Log y axis, labels, legend, light grid; then saved (the MSE figures' common finish)."""
+    ax.set_yscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save_figure(fig, path)
+
+
 def colours(names) -> dict[str, str]:
     """Seed colours for the seed's optimizers, a cycle for the rest (in the given order)."""
     others = iter(_CYCLE * 4)
@@ -118,13 +129,7 @@ def plot_mse_curves(result: StudyResult, path: Path, best: dict[str, int] | None
             if m_ES.shape[1] > 1:
                 lo, hi = np.nanpercentile(m_ES, [2.5, 97.5], axis=1)
                 ax.fill_between(result.eval_steps, lo, hi, color=colour, alpha=0.2)
-    ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("full-data MSE")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return _save_log_axes(fig, ax, path, "iteration", "full-data MSE")
 
 
 def compare_figures(result: StudyResult, out: Path) -> list[Path]:
@@ -176,14 +181,8 @@ def plot_lr_sensitivity(result: StudyResult, path: Path, sweep: str = "lr") -> P
                 ax.plot(lr, y, "x", color=colour, ms=9)
                 ax.annotate(f"{n}", (lr, y), textcoords="offset points", xytext=(5, -3), fontsize=7, color=colour)
     ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel(sweep)
-    ax.set_ylabel("final full-data MSE")
     ax.set_title("median and 95% band over seeds; x: diverged runs")
-    ax.legend()
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return save_figure(fig, path)
+    return _save_log_axes(fig, ax, path, sweep, "final full-data MSE")
 
 
 def study_figures(result: StudyResult, best: dict[str, int], out: Path) -> list[Path]:
