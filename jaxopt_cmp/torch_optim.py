@@ -42,6 +42,14 @@ def _float_step(count, tree) -> jax.Array:
     return jnp.asarray(count, optax.tree.dtype(tree, "highest"))
 
 
+def _moments(updates, state, beta1, beta2):
+    """Adam's shared bookkeeping: ``(count, t as float, m, v)`` with torch's moment updates."""
+    count = optax.safe_increment(state.count)
+    m = jax.tree.map(lambda g, m: _ema(g, m, beta1, 1), updates, state.m)
+    v = jax.tree.map(lambda g, v: _ema(g, v, beta2, 2), updates, state.v)
+    return count, _float_step(count, updates), m, v
+
+
 def _ema(g, m, decay, order):
     return (1 - decay) * g**order + decay * m
 
@@ -69,15 +77,12 @@ def scale_by_torch_nadam(beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=4e-3) 
 
     def update_fn(updates, state, params=None):
         del params
-        count = optax.safe_increment(state.count)
-        t = _float_step(count, updates)
+        count, t, m, v = _moments(updates, state, beta1, beta2)
         mu = beta1 * (1 - 0.5 * 0.96 ** (t * momentum_decay))
         mu_next = beta1 * (1 - 0.5 * 0.96 ** ((t + 1) * momentum_decay))
         mu_product = state.mu_product * mu
         coef_g = (1 - mu) / (1 - mu_product)
         coef_m = mu_next / (1 - mu_product * mu_next)
-        m = jax.tree.map(lambda g, m: _ema(g, m, beta1, 1), updates, state.m)
-        v = jax.tree.map(lambda g, v: _ema(g, v, beta2, 2), updates, state.v)
         bias2 = 1 - beta2**t
         out = jax.tree.map(
             lambda g, m, v: (coef_g * g + coef_m * m) / (jnp.sqrt(v / bias2) + eps), updates, m, v
@@ -104,10 +109,7 @@ def scale_by_torch_amsgrad(beta1=0.9, beta2=0.999, eps=1e-8) -> optax.GradientTr
 
     def update_fn(updates, state, params=None):
         del params
-        count = optax.safe_increment(state.count)
-        t = _float_step(count, updates)
-        m = jax.tree.map(lambda g, m: _ema(g, m, beta1, 1), updates, state.m)
-        v = jax.tree.map(lambda g, v: _ema(g, v, beta2, 2), updates, state.v)
+        count, t, m, v = _moments(updates, state, beta1, beta2)
         v_max = jax.tree.map(jnp.maximum, state.v_max, v)
         bias1, bias2_sqrt = 1 - beta1**t, jnp.sqrt(1 - beta2**t)
         out = jax.tree.map(lambda m, vm: (m / bias1) / (jnp.sqrt(vm) / bias2_sqrt + eps), m, v_max)
@@ -133,10 +135,7 @@ def scale_by_torch_radam(beta1=0.9, beta2=0.999, eps=1e-8) -> optax.GradientTran
 
     def update_fn(updates, state, params=None):
         del params
-        count = optax.safe_increment(state.count)
-        t = _float_step(count, updates)
-        m = jax.tree.map(lambda g, m: _ema(g, m, beta1, 1), updates, state.m)
-        v = jax.tree.map(lambda g, v: _ema(g, v, beta2, 2), updates, state.v)
+        count, t, m, v = _moments(updates, state, beta1, beta2)
         bias1, bias2 = 1 - beta1**t, 1 - beta2**t
         rho_inf = 2 / (1 - beta2) - 1
         rho_t = rho_inf - 2 * t * beta2**t / bias2

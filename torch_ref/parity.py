@@ -263,7 +263,8 @@ def torch_mlp_trajectory(
 
 def model_agreement(problem: Problem, dtype, model: ModelConfig = SEED_MODEL) -> dict[str, float]:
     """Relative gaps (:func:`relative`) of full-data predictions, loss and each gradient array at
-    the problem's initial weights: ``{"forward", "loss", "grad dense_0.kernel", ...}``."""
+    the problem's initial weights: ``{"forward", "loss", "grad dense_0.kernel", ...}``. Raises
+    ``TypeError`` unless both frameworks computed in ``dtype``."""
     p = problem.cast(dtype)
     with precision(dtype):
         apply = jmodel.make_model(model, dtype).apply
@@ -272,6 +273,8 @@ def model_agreement(problem: Problem, dtype, model: ModelConfig = SEED_MODEL) ->
         jax_loss, jax_grads = host(jax.value_and_grad(loss_fn)(p.params))
     net = params_to_torch(p.params, tmodel.make_model(model, torch_dtype(dtype)))
     pred, loss, grads = torch_forward_and_grads(net, p.x, p.y)
+    if not pred.dtype == jax_pred.dtype == np.dtype(dtype):
+        raise TypeError(f"model_agreement: asked for {dtype}, got torch {pred.dtype}, jax {jax_pred.dtype}")
     out = {"forward": relative(pred, jax_pred), "loss": abs(loss / float(jax_loss) - 1)}
     for layer in sorted(grads):
         for leaf in ("kernel", "bias"):
