@@ -53,16 +53,6 @@ def test_compare_writes_results_and_figures(tmp_path):
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
 
 
-def bad_call(argv, capsys) -> str:
-    """Runs compare.main in-process like the script does; returns its one stderr line."""
-    with pytest.raises(SystemExit) as exc:
-        compare._cli.run_main("compare.py", lambda: compare.main(argv))
-    assert exc.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert "\n" not in err and "Traceback" not in err, err
-    return err
-
-
 @pytest.mark.parametrize(
     "argv, flag",
     [
@@ -84,32 +74,32 @@ def bad_call(argv, capsys) -> str:
         (["--iters", "ten"], "--iters"),
     ],
 )
-def test_bad_flag_one_line_exit_2(argv, flag, capsys, tmp_path):
-    err = bad_call([*argv, "--out", str(tmp_path / "o")], capsys)
+def test_bad_flag_one_line_exit_2(argv, flag, usage_error, tmp_path):
+    err = usage_error(compare, [*argv, "--out", str(tmp_path / "o")])
     assert flag in err, err
     assert not (tmp_path / "o").exists()  # refused before creating anything
 
 
-def test_non_empty_out_refused_unless_overwrite(tmp_path, capsys):
+def test_non_empty_out_refused_unless_overwrite(tmp_path, usage_error):
     (tmp_path / "keep.txt").write_text("precious")
-    err = bad_call(["--out", str(tmp_path)], capsys)
+    err = usage_error(compare, ["--out", str(tmp_path)])
     assert "--out" in err and "--overwrite" in err
     assert (tmp_path / "keep.txt").read_text() == "precious"
 
 
-def test_out_that_is_a_file_refused(tmp_path, capsys):
+def test_out_that_is_a_file_refused(tmp_path, usage_error):
     f = tmp_path / "file"
     f.write_text("x")
-    assert "--out" in bad_call(["--out", str(f)], capsys)
+    assert "--out" in usage_error(compare, ["--out", str(f)])
 
 
-def test_out_below_a_file_refused(tmp_path, capsys):
+def test_out_below_a_file_refused(tmp_path, usage_error):
     f = tmp_path / "file"
     f.write_text("x")
-    assert "writable" in bad_call(["--out", str(f / "sub")], capsys)
+    assert "writable" in usage_error(compare, ["--out", str(f / "sub")])
 
 
-def test_unwritable_out_refused(tmp_path, capsys):
+def test_unwritable_out_refused(tmp_path, usage_error):
     ro = tmp_path / "ro"
     ro.mkdir(mode=0o500)
     try:
@@ -119,7 +109,7 @@ def test_unwritable_out_refused(tmp_path, capsys):
             pytest.skip("running with permissions that ignore directory modes (root)")
         except PermissionError:
             pass
-        assert "--out" in bad_call(["--out", str(ro / "sub")], capsys)
+        assert "--out" in usage_error(compare, ["--out", str(ro / "sub")])
     finally:
         ro.chmod(0o700)
 
@@ -142,8 +132,8 @@ BAD = {
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(flag=st.sampled_from(sorted(BAD)), data=st.data())
-def test_random_bad_input_property(flag, data, capsys, tmp_path):
+def test_random_bad_input_property(flag, data, usage_error, tmp_path):
     value = str(data.draw(BAD[flag]))
-    err = bad_call([f"{flag}={value}", "--out", str(tmp_path / "never")], capsys)
+    err = usage_error(compare, [f"{flag}={value}", "--out", str(tmp_path / "never")])
     assert flag in err, (flag, value, err)
     assert not (tmp_path / "never").exists()
