@@ -2,7 +2,8 @@
 
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig
-from jaxopt_cmp.study import StudyResult, run_study
+from jaxopt_cmp.results import StudyResult
+from jaxopt_cmp.study import run_study
 
 __all__ = [
     "ConfigError",

@@ -12,8 +12,10 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from jaxopt_cmp.results import atomic_write_bytes  # noqa: E402
-from jaxopt_cmp.study import StudyResult  # noqa: E402
+from jaxopt_cmp.results import (
+    StudyResult,  # noqa: E402
+    atomic_write_bytes,  # noqa: E402
+)
 
 # The seed notebook's colours: SGD green, momentum blue, Adam black; others from a cycle.
 SEED_COLOURS = {"sgd": "g", "momentum": "b", "adam": "k"}

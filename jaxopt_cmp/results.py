@@ -11,13 +11,39 @@ import io
 import json
 import os
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from jaxopt_cmp.checks import ConfigError
-from jaxopt_cmp.config import study_from_dict, to_dict
-from jaxopt_cmp.study import StudyResult
+from jaxopt_cmp.config import StudyConfig, study_from_dict, to_dict
+
+
+@dataclass
+class StudyResult:
+    """Host (numpy) arrays of a finished study, named by axes (E evals, H grid, S seeds, N data).
+
+    ``x_N``/``y_N`` are seed 0's data and ``pred_EHN`` seed 0's predictions (empty when the config
+    does not record them), for plots. ``diverged_at_HS`` is -1 for runs that stayed finite.
+    """
+
+    config: StudyConfig
+    eval_steps: np.ndarray
+    grid: dict[str, dict[str, np.ndarray]]
+    mse_EHS: dict[str, np.ndarray]
+    diverged_at_HS: dict[str, np.ndarray]
+    params_HS: dict[str, object] = field(repr=False)
+    pred_EHN: dict[str, np.ndarray] = field(repr=False)
+    x_N: np.ndarray = field(repr=False)
+    y_N: np.ndarray = field(repr=False)
+    timing: dict[str, float] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def final_mse_HS(self) -> dict[str, np.ndarray]:
+        return {n: m[-1] for n, m in self.mse_EHS.items()}
+
 
 SCHEMA = "jaxopt_cmp.results/1"
 REQUIRED = ("schema", "framework", "config", "versions", "eval_steps", "final_mse", "history", "timing")

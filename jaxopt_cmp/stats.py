@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from jaxopt_cmp.study import StudyResult
+from jaxopt_cmp.results import StudyResult
 
 
 @dataclass(frozen=True)

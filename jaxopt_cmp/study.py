@@ -10,7 +10,6 @@ import platform
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import jax
 import jax.numpy as jnp
@@ -20,32 +19,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.data import Data
+from jaxopt_cmp.results import StudyResult
 from jaxopt_cmp.train import StudyOutput, make_study_fn, seed_inputs
-
-
-@dataclass
-class StudyResult:
-    """Host (numpy) arrays of a finished study, named by axes (E evals, H grid, S seeds, N data).
-
-    ``x_N``/``y_N`` are seed 0's data and ``pred_EHN`` seed 0's predictions (empty when the config
-    does not record them), for plots. ``diverged_at_HS`` is -1 for runs that stayed finite.
-    """
-
-    config: StudyConfig
-    eval_steps: np.ndarray
-    grid: dict[str, dict[str, np.ndarray]]
-    mse_EHS: dict[str, np.ndarray]
-    diverged_at_HS: dict[str, np.ndarray]
-    params_HS: dict[str, object] = field(repr=False)
-    pred_EHN: dict[str, np.ndarray] = field(repr=False)
-    x_N: np.ndarray = field(repr=False)
-    y_N: np.ndarray = field(repr=False)
-    timing: dict[str, float] = field(default_factory=dict)
-    versions: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def final_mse_HS(self) -> dict[str, np.ndarray]:
-        return {n: m[-1] for n, m in self.mse_EHS.items()}
 
 
 def seed_keys(seed: int, n_seeds: int) -> jax.Array:
@@ -148,9 +123,7 @@ def call_interruptibly(fn, *args, poll_s: float = 0.05):
     return box["out"]
 
 
-def run_study(
-    cfg: StudyConfig, progress: Callable[[int], None] | None = None, data: Data | None = None
-) -> StudyResult:
+def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None, data: Data | None = None) -> StudyResult:
     """Compiles and runs every (optimizer, grid point, seed) of ``cfg``; times both phases."""
     compiled, keys_S, grid, compile_s = compile_study(cfg, progress, data)
     start = time.perf_counter()

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from jaxopt_cmp.config import StudyConfig
-from jaxopt_cmp.study import StudyResult
+from jaxopt_cmp.results import StudyResult
 from torch_ref.convert import params_from_torch
 from torch_ref.data import batch_indices, make_data
 from torch_ref.model import MLP, make_model, mse
