@@ -141,13 +141,49 @@ class StudyConfig:
         check_int("seed", self.seed, low=0)
         check_int("seeds", self.seeds)
         if self.train.batch_size > self.data.n_data:
-            raise ConfigError(
-                "batch_size", self.train.batch_size, f"expected at most n_data={self.data.n_data}"
-            )
+            raise ConfigError("batch_size", self.train.batch_size, f"expected at most n_data={self.data.n_data}")
 
     @property
     def optimizer_names(self) -> tuple[str, ...]:
         return tuple(o.name for o in self.optimizers)
+
+
+_SECTIONS = {
+    "data": ("target", "n_data", "x_low", "x_high", "noise_std", "source"),
+    "model": ("xdim", "hidden", "ydim"),
+    "train": ("iters", "batch_size", "eval_every", "dtype"),
+}
+
+
+def seed_study(**settings) -> StudyConfig:
+    """The seed study (``StudyConfig()``) with flat settings replaced, e.g.
+    ``seed_study(iters=300, seeds=8, hidden=(16,), optimizers=("sgd", "adam"), lr=1e-3)``.
+
+    The one way scripts, benchmarks and tests build a config from presets. ``optimizers`` takes
+    registry names or :class:`OptimizerConfig`; ``lr`` (a value or a list: a grid) applies to
+    every optimizer given by name. Every other key names a field of a config section (``iters``,
+    ``n_data``, ``hidden``, ...) or of :class:`StudyConfig` itself (``seed``, ``seeds``, ...).
+    """
+    from dataclasses import fields, replace
+
+    lr = settings.pop("lr", None)
+    names = settings.pop("optimizers", None)
+    if names is not None or lr is not None:
+        names = names if names is not None else StudyConfig().optimizer_names
+        hp = {} if lr is None else {"lr": lr}
+        settings["optimizers"] = tuple(
+            o if isinstance(o, OptimizerConfig) else OptimizerConfig.make(o, **hp) for o in names
+        )
+    base = StudyConfig()
+    parts = {}
+    for section, keys in _SECTIONS.items():
+        given = {k: settings.pop(k) for k in keys if k in settings}
+        parts[section] = replace(getattr(base, section), **given)
+    top = {f.name for f in fields(StudyConfig)} - set(_SECTIONS)
+    unknown = sorted(set(settings) - top)
+    if unknown:
+        raise ConfigError("setting", unknown[0], "expected a field of StudyConfig or of its sections")
+    return replace(base, **parts, **settings)
 
 
 def to_dict(cfg) -> dict:
@@ -161,8 +197,7 @@ def study_from_dict(d: Mapping) -> StudyConfig:
     """Inverse of :func:`to_dict` for :class:`StudyConfig` (validates again)."""
     return StudyConfig(
         optimizers=tuple(
-            OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"]))
-            for o in d["optimizers"]
+            OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"])) for o in d["optimizers"]
         ),
         data=DataConfig(**d["data"]),
         model=ModelConfig(**{**d["model"], "hidden": tuple(d["model"]["hidden"])}),
