@@ -6,14 +6,29 @@ API and every script share one set of rules and fail before anything compiles.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from jaxopt_cmp.checks import ConfigError, check_choice, check_int, check_real, is_int
 from jaxopt_cmp.optimizers import OPTIMIZERS, check_hparams
 from jaxopt_cmp.targets import TARGETS
 
 DTYPES = ("float32", "float64")
+MAX_INT32 = 2**31 - 1
+MAX_SEED = 2**32 - 1
+
+
+def check_representable(opt: OptimizerConfig, dtype: str) -> None:
+    """Every grid value keeps its meaning in the run dtype: no overflow to inf, no underflow to 0
+    (``lr=1e-320`` is 0 in float32 and would train nothing)."""
+    info = np.finfo(dtype)
+    for key, values in opt.hparams:
+        for v in values:
+            if v != 0 and not (info.tiny <= abs(v) <= info.max):
+                raise ConfigError(key, v, f"expected 0 or a magnitude in [{info.tiny:.3g}, {info.max:.3g}] ({dtype})")
 
 
 @dataclass(frozen=True)
@@ -29,10 +44,10 @@ class DataConfig:
 
     def __post_init__(self):
         check_choice("target", self.target, sorted(TARGETS))
-        check_int("n_data", self.n_data)
-        check_real("x_low", self.x_low, -1e6, 1e6)
-        check_real("x_high", self.x_high, self.x_low, 1e6, low_open=True)
-        check_real("noise_std", self.noise_std, 0.0, 1e6)
+        object.__setattr__(self, "n_data", check_int("n_data", self.n_data, high=MAX_INT32))
+        object.__setattr__(self, "x_low", check_real("x_low", self.x_low, -1e6, 1e6))
+        object.__setattr__(self, "x_high", check_real("x_high", self.x_high, self.x_low, 1e6, low_open=True))
+        object.__setattr__(self, "noise_std", check_real("noise_std", self.noise_std, 0.0, 1e6))
 
 
 @dataclass(frozen=True)
@@ -44,12 +59,12 @@ class ModelConfig:
     ydim: int = 1
 
     def __post_init__(self):
-        check_int("xdim", self.xdim)
-        check_int("ydim", self.ydim)
+        object.__setattr__(self, "xdim", check_int("xdim", self.xdim))
+        object.__setattr__(self, "ydim", check_int("ydim", self.ydim, high=1))
         hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else self.hidden
         if not isinstance(hidden, tuple) or not hidden or not all(is_int(h) and h >= 1 for h in hidden):
             raise ConfigError("hidden", self.hidden, "expected a non-empty list of positive integers")
-        object.__setattr__(self, "hidden", hidden)
+        object.__setattr__(self, "hidden", tuple(int(h) for h in hidden))
 
 
 @dataclass(frozen=True)
@@ -62,10 +77,15 @@ class TrainConfig:
     dtype: str = "float32"
 
     def __post_init__(self):
-        check_int("iters", self.iters)
-        check_int("batch_size", self.batch_size)
-        check_int("eval_every", self.eval_every)
+        # Steps are counted in int32 inside the compiled run.
+        for name in ("iters", "batch_size", "eval_every"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), high=MAX_INT32))
         check_choice("dtype", self.dtype, DTYPES)
+
+    @property
+    def n_evals(self) -> int:
+        """Number of evaluation steps (computed without listing them)."""
+        return self.iters // self.eval_every + 1 + (self.iters % self.eval_every != 0)
 
     @property
     def eval_steps(self) -> tuple[int, ...]:
@@ -90,23 +110,43 @@ class OptimizerConfig:
 
     @classmethod
     def make(cls, name: str, **hparams: float | Sequence[float]) -> OptimizerConfig:
-        pairs = tuple(
-            (k, tuple(float(x) for x in v) if isinstance(v, (list, tuple)) else (v,))
-            for k, v in sorted(hparams.items())
-        )
+        """``make("momentum", lr=[1e-2, 3e-2], momentum=0.9)``: lists are the grid (all of one
+        length H); a single value is used at every grid point."""
+        lists = {k: tuple(float(x) for x in v) for k, v in hparams.items() if isinstance(v, (list, tuple))}
+        h = max((len(v) for v in lists.values()), default=1) or 1  # unequal lengths: refused below
+        pairs = tuple((k, lists[k] if k in lists else (v,) * h) for k, v in sorted(hparams.items()))
         return cls(name, pairs)
 
     def __post_init__(self):
+        if not isinstance(self.hparams, (tuple, list)):
+            raise ConfigError(f"{self.name} hyperparameters", self.hparams, "expected (name, values) pairs")
         check_hparams(self.name, dict(self.hparams))
+        object.__setattr__(self, "hparams", tuple((k, tuple(float(x) for x in v)) for k, v in self.hparams))
 
     @property
     def grid_size(self) -> int:
         return len(self.hparams[0][1]) if self.hparams else 1
 
+    @classmethod
+    def saved(cls, name: str, grid: Mapping[str, Sequence[float]]) -> OptimizerConfig:
+        """A config read back from saved results: every hyperparameter given, checked only for
+        being finite numbers of one grid length, so results of an optimizer that is not (or no
+        longer) registered still load and re-render. It cannot be trained unless registered."""
+        if name in OPTIMIZERS:
+            return cls(name, tuple((k, tuple(v)) for k, v in sorted(grid.items())))
+        pairs = tuple((k, tuple(check_real(k, x, -math.inf, math.inf) for x in v)) for k, v in sorted(grid.items()))
+        if len({len(v) for _, v in pairs}) > 1:
+            raise ConfigError(f"{name} grid", dict(grid), "expected every swept value list of one length")
+        opt = object.__new__(cls)
+        object.__setattr__(opt, "name", str(name))
+        object.__setattr__(opt, "hparams", pairs)
+        return opt
+
     def grid(self) -> dict[str, tuple[float, ...]]:
-        """Every hyperparameter (defaults included) as a length-H tuple of values."""
+        """Every hyperparameter (defaults included) as a length-H tuple of the user's values."""
         h = self.grid_size
-        full = {k: (v,) * h for k, v in OPTIMIZERS[self.name].defaults.items()}
+        defaults = OPTIMIZERS[self.name].defaults if self.name in OPTIMIZERS else {}
+        full = {k: (float(v),) * h for k, v in defaults.items()}
         full.update(dict(self.hparams))
         return full
 
@@ -132,14 +172,29 @@ class StudyConfig:
     record_predictions: bool = True
 
     def __post_init__(self):
-        object.__setattr__(self, "optimizers", tuple(self.optimizers))
+        opts = self.optimizers
+        opts = (opts,) if isinstance(opts, (str, OptimizerConfig)) else opts
+        if not isinstance(opts, (list, tuple)) or not all(isinstance(o, (str, OptimizerConfig)) for o in opts):
+            raise ConfigError("optimizers", opts, "expected a list of OptimizerConfig or registry names")
+        object.__setattr__(
+            self, "optimizers", tuple(OptimizerConfig.make(o) if isinstance(o, str) else o for o in opts)
+        )
+        for section, kind in (("data", DataConfig), ("model", ModelConfig), ("train", TrainConfig)):
+            if not isinstance(getattr(self, section), kind):
+                raise ConfigError(section, getattr(self, section), f"expected a {kind.__name__}")
+        if not isinstance(self.record_predictions, (bool, np.bool_)):
+            raise ConfigError("record_predictions", self.record_predictions, "expected True or False")
+        object.__setattr__(self, "record_predictions", bool(self.record_predictions))
         if not self.optimizers:
             raise ConfigError("optimizers", (), "expected at least one optimizer")
         names = [o.name for o in self.optimizers]
         if len(set(names)) != len(names):
             raise ConfigError("optimizers", ",".join(names), "expected each optimizer at most once")
-        check_int("seed", self.seed, low=0)
-        check_int("seeds", self.seeds)
+        # jax.random.key takes 32 bits: larger seeds would silently alias smaller ones.
+        object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=MAX_SEED))
+        object.__setattr__(self, "seeds", check_int("seeds", self.seeds, high=MAX_INT32))
+        for o in self.optimizers:
+            check_representable(o, self.train.dtype)
         if self.train.batch_size > self.data.n_data:
             raise ConfigError("batch_size", self.train.batch_size, f"expected at most n_data={self.data.n_data}")
 
@@ -193,12 +248,18 @@ def to_dict(cfg) -> dict:
     return asdict(cfg)
 
 
-def study_from_dict(d: Mapping) -> StudyConfig:
-    """Inverse of :func:`to_dict` for :class:`StudyConfig` (validates again)."""
+def study_from_dict(d: Mapping, grids: Mapping[str, Mapping] | None = None) -> StudyConfig:
+    """Inverse of :func:`to_dict` for :class:`StudyConfig` (validates again). With ``grids``
+    (optimizer -> every hyperparameter's values, as saved results hold them) optimizers load
+    through :meth:`OptimizerConfig.saved`, registered or not."""
+
+    def optimizer(o):
+        if o["name"] not in OPTIMIZERS and grids is not None and o["name"] in grids:
+            return OptimizerConfig.saved(o["name"], grids[o["name"]])
+        return OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"]))
+
     return StudyConfig(
-        optimizers=tuple(
-            OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"])) for o in d["optimizers"]
-        ),
+        optimizers=tuple(optimizer(o) for o in d["optimizers"]),
         data=DataConfig(**d["data"]),
         model=ModelConfig(**{**d["model"], "hidden": tuple(d["model"]["hidden"])}),
         train=TrainConfig(**d["train"]),

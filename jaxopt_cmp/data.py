@@ -29,38 +29,68 @@ def make_data(key: jax.Array, cfg: DataConfig, dtype=jnp.float32) -> Data:
     return Data(x, TARGETS[cfg.target](x) + jnp.asarray(cfg.noise_std, dtype) * noise)
 
 
-def data_from_arrays(x, y, source: str = "arrays") -> Data:
-    """Wraps user-supplied arrays as ``(N, d)``/``(N, 1)`` data after checking shapes and finiteness."""
+def data_from_arrays(x, y, source: str = "arrays", dtype=None) -> Data:
+    """Wraps user-supplied arrays as ``(N, d)``/``(N, 1)`` data after checking kind, shape and
+    finiteness; with ``dtype`` the arrays are cast first and checked after the cast (``1e39`` is
+    finite as float64 but inf as float32)."""
     x, y = np.asarray(x), np.asarray(y)
+    for name, arr in (("x", x), ("y", y)):
+        if arr.dtype.kind not in "biuf":
+            raise ConfigError("data", source, f"{name} has dtype {arr.dtype}; expected real numbers")
     x = x.reshape(-1, 1) if x.ndim == 1 else x
     y = y.reshape(-1, 1) if y.ndim == 1 else y
     if x.ndim != 2 or y.shape != (x.shape[0], 1):
         raise ConfigError("data", source, f"got x{x.shape}, y{y.shape}; expected x (N, d) and y (N,) or (N, 1)")
+    if x.shape[0] == 0:
+        raise ConfigError("data", source, "holds no rows; expected at least one (x, y) pair")
+    if dtype is not None:
+        with np.errstate(over="ignore"):
+            x, y = x.astype(dtype), y.astype(dtype)
     for name, arr in (("x", x), ("y", y)):
         if not np.all(np.isfinite(arr)):
             bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
-            raise ConfigError("data", source, f"{name} holds {bad} NaN/inf value(s); expected finite numbers only")
+            where = f" as {np.dtype(dtype).name}" if dtype is not None else ""
+            raise ConfigError(
+                "data", source, f"{name} holds {bad} NaN/inf value(s){where}; expected finite numbers only"
+            )
     return Data(x, y)
 
 
-def load_data_file(path: str) -> Data:
-    """User data from ``.npz`` (arrays ``x`` and ``y``) or text/CSV (two columns x, y), checked."""
+def check_user_data(data: Data, cfg) -> Data:
+    """The checks of :func:`data_from_arrays` in the run dtype, plus agreement with ``cfg``."""
+    checked = data_from_arrays(np.asarray(data.x), np.asarray(data.y), "data", cfg.train.dtype)
+    if checked.x.shape[0] != cfg.data.n_data:
+        raise ConfigError("n_data", cfg.data.n_data, f"expected {checked.x.shape[0]}, the supplied data's size")
+    if checked.x.shape[1] != cfg.model.xdim:
+        raise ConfigError("xdim", cfg.model.xdim, f"expected {checked.x.shape[1]}, the supplied data's width")
+    return checked
+
+
+def load_data_file(path: str, dtype=None) -> Data:
+    """User data from ``.npz`` (arrays ``x`` and ``y``) or text/CSV (two columns x, y), checked
+    (after a cast to ``dtype`` when given). Suffixes are matched case-insensitively."""
     import os
+    import warnings
 
     if not os.path.isfile(path):
         raise ConfigError("data", path, "expected an existing .npz, .csv or .txt file")
+    suffix = os.path.splitext(path)[1].lower()
     try:
-        if path.endswith(".npz"):
+        if suffix == ".npz":
             with np.load(path) as z:
                 x, y = z["x"], z["y"]
         else:
-            table = np.loadtxt(path, delimiter="," if path.endswith(".csv") else None, ndmin=2)
+            with warnings.catch_warnings():  # an empty file: refused below with one line
+                warnings.simplefilter("ignore", UserWarning)
+                table = np.loadtxt(path, delimiter="," if suffix == ".csv" else None, ndmin=2)
+            if table.size == 0:
+                raise ValueError("no rows")
             if table.shape[1] != 2:
                 raise ValueError(f"{table.shape[1]} columns")
             x, y = table[:, 0], table[:, 1]
-    except (KeyError, ValueError, OSError) as err:
+    except (KeyError, ValueError, OSError, EOFError) as err:
         raise ConfigError("data", path, f"expected arrays x and y, or two numeric columns ({err})") from None
-    return data_from_arrays(x, y, path)
+    return data_from_arrays(x, y, path, dtype)
 
 
 def batch_indices(key: jax.Array, steps: jax.Array, n_data: int, batch_size: int) -> jax.Array:

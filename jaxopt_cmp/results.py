@@ -1,16 +1,19 @@
-"""Saving and loading results: ``results.json`` (summary, schema-checked) + ``arrays.npz``.
+"""Results: :class:`StudyResult` (host arrays named by axes), tidy tables, saving and loading.
 
-Every file is written to a temporary name in the same directory and renamed into place, so an
-interrupted run never leaves a half-written file; ``results.json`` is written last and marks a
-complete result directory.
+A result directory holds ``arrays.npz`` (every array), ``runs.csv`` (one row per optimizer x
+grid point x seed), ``history.csv`` (long form: one row per run and evaluation step) and
+``results.json`` (config, versions, summary, schema). Every file is written to a temporary name
+and renamed into place; ``results.json`` is written last and marks a complete directory.
 """
 
 from __future__ import annotations
 
+import csv
 import io
 import json
+import math
 import os
-import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,12 +21,38 @@ import numpy as np
 
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig, study_from_dict, to_dict
+from jaxopt_cmp.io import atomic_write_bytes, dumps, json_restore  # noqa: F401  (re-exported)
+
+SCHEMA = "jaxopt_cmp.results/2"
+OLD_SCHEMAS = ("jaxopt_cmp.results/1",)
+REQUIRED = ("schema", "framework", "config", "versions", "eval_steps", "final_mse", "timing")
+# Every file a run may write into its directory (removed by --overwrite before a new run).
+OUTPUTS = (
+    "results.json",
+    "arrays.npz",
+    "runs.csv",
+    "history.csv",
+    "snapshots.png",
+    "final_fit.png",
+    "mse_curves.png",
+    "fits.gif",
+    "lr_sensitivity.png",
+    "best_curves.png",
+    "snapshots_best.png",
+    "diagnostics.json",
+    "diagnostics.md",
+)
 
 
-@dataclass
+class ResultsError(ValueError):
+    """A results directory is missing, incomplete, from another tool or from another version."""
+
+
+@dataclass(repr=False)
 class StudyResult:
     """Host (numpy) arrays of a finished study, named by axes (E evals, H grid, S seeds, N data).
 
+    ``grid[name][hp]`` holds every hyperparameter's values at the user's exact values (float64).
     ``x_N``/``y_N`` are seed 0's data and ``pred_EHN`` seed 0's predictions (empty when the config
     does not record them), for plots. ``diverged_at_HS`` is -1 for runs that stayed finite.
     """
@@ -33,10 +62,10 @@ class StudyResult:
     grid: dict[str, dict[str, np.ndarray]]
     mse_EHS: dict[str, np.ndarray]
     diverged_at_HS: dict[str, np.ndarray]
-    params_HS: dict[str, object] = field(repr=False)
-    pred_EHN: dict[str, np.ndarray] = field(repr=False)
-    x_N: np.ndarray = field(repr=False)
-    y_N: np.ndarray = field(repr=False)
+    params_HS: dict[str, object]
+    pred_EHN: dict[str, np.ndarray]
+    x_N: np.ndarray
+    y_N: np.ndarray
     timing: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
 
@@ -44,123 +73,215 @@ class StudyResult:
     def final_mse_HS(self) -> dict[str, np.ndarray]:
         return {n: m[-1] for n, m in self.mse_EHS.items()}
 
+    def __repr__(self) -> str:
+        cfg = self.config
+        grids = ", ".join(f"{o.name}[{o.grid_size}]" for o in cfg.optimizers)
+        medians = ", ".join(f"{n} {_median(m[-1]):.4g}" for n, m in self.mse_EHS.items())
+        return (
+            f"StudyResult({grids} x {cfg.seeds} seed(s), {cfg.train.iters} iters; "
+            f"median final MSE at grid point 0: {medians})"
+        )
 
-SCHEMA = "jaxopt_cmp.results/1"
-REQUIRED = ("schema", "framework", "config", "versions", "eval_steps", "final_mse", "history", "timing")
+    def summary(self, target: float | None = None):
+        """Per optimizer at its best grid point: a table that prints as text and renders as HTML
+        in a notebook (:class:`jaxopt_cmp.stats.SummaryTable`)."""
+        from jaxopt_cmp import stats
+
+        return stats.summary_table(self, default_target(self.config) if target is None else target)
+
+    def rows(self, target: float | None = None) -> Iterator[dict]:
+        """One dict per run (optimizer x grid point x seed): the ``runs.csv`` rows."""
+        target = default_target(self.config) if target is None else target
+        hp_names = hparam_columns(self)
+        for name, mse_EHS in self.mse_EHS.items():
+            div_HS = self.diverged_at_HS[name]
+            for h in range(mse_EHS.shape[1]):
+                hp = {k: (float(self.grid[name][k][h]) if k in self.grid[name] else None) for k in hp_names}
+                for s in range(mse_EHS.shape[2]):
+                    hit = np.nonzero(mse_EHS[:, h, s] <= target)[0]
+                    yield {
+                        "optimizer": name,
+                        "grid_index": h,
+                        "seed": s,
+                        **hp,
+                        "final_mse": float(mse_EHS[-1, h, s]),
+                        "diverged_at": int(div_HS[h, s]) if div_HS[h, s] >= 0 else None,
+                        "steps_to_target": int(self.eval_steps[hit[0]]) if hit.size else None,
+                    }
+
+    def history_rows(self) -> Iterator[dict]:
+        """One dict per run and evaluation step: the ``history.csv`` rows."""
+        for name, mse_EHS in self.mse_EHS.items():
+            for h in range(mse_EHS.shape[1]):
+                for s in range(mse_EHS.shape[2]):
+                    for e, step in enumerate(self.eval_steps):
+                        yield {
+                            "optimizer": name,
+                            "grid_index": h,
+                            "seed": s,
+                            "step": int(step),
+                            "mse": float(mse_EHS[e, h, s]),
+                        }
+
+    def to_frame(self, target: float | None = None):
+        """A pandas DataFrame of :meth:`rows` (pandas is imported only here)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.rows(target)))
+
+    def history_frame(self):
+        """A pandas DataFrame of :meth:`history_rows` (long form)."""
+        import pandas as pd
+
+        return pd.DataFrame(list(self.history_rows()))
 
 
-class ResultsError(ValueError):
-    """A results directory is missing, incomplete, from another tool or from another version."""
+def default_target(cfg: StudyConfig) -> float:
+    """The time-to-target threshold: twice the noise variance (0.0018 for the seed study)."""
+    return 2 * cfg.data.noise_std**2 if cfg.data.noise_std > 0 else 1e-3
 
 
-def prepare_out_dir(path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Creates ``path`` (or accepts it empty, or non-empty with ``overwrite``) and checks writing."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("out", str(out), "expected a directory path, not a file")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise ConfigError("out", str(out), "directory exists and is not empty (pass --overwrite)")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=out, prefix=".write-test-"):
-            pass
-    except OSError as err:
-        raise ConfigError("out", str(out), f"expected a writable directory ({err.strerror})") from None
-    return out
+def hparam_columns(result: StudyResult) -> list[str]:
+    names: list[str] = []
+    for g in result.grid.values():
+        names += [k for k in g if k not in names]
+    return names
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+def _median(a) -> float:
+    a = np.asarray(a, float)
+    return float(np.median(a)) if a.size else math.nan
 
 
-def atomic_write_bytes(path: Path, payload: bytes) -> None:
-    """Writes ``payload`` to a temporary sibling, fsyncs it and renames it over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the usual file mode
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def csv_text(rows: Iterator[dict], columns: list[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, columns, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if v is None else repr(v) if isinstance(v, float) else v) for k, v in r.items()})
+    return buf.getvalue()
 
 
 def summary(result: StudyResult, framework: str = "jax") -> dict:
-    """The JSON summary: config, versions, final MSE and MSE history per optimizer and seed.
-
-    With a one-point grid (``compare.py``) ``final_mse[name]`` is a list over seeds; with a grid
-    it is a list over grid points of lists over seeds, and ``grid`` gives the values.
-    """
-    squeeze = lambda a: a[0] if all(o.grid_size == 1 for o in result.config.optimizers) else a
-    final = {n: squeeze(m[-1]).tolist() for n, m in result.mse_EHS.items()}
-    history = {
-        str(int(step)): {n: squeeze(m[e]).tolist() for n, m in result.mse_EHS.items()}
-        for e, step in enumerate(result.eval_steps)
-    }
+    """The JSON summary: config, versions, final MSE (optimizer -> grid point -> seed), the
+    MSE history, divergence, exact grid values."""
     return {
         "schema": SCHEMA,
         "framework": framework,
         "config": to_dict(result.config),
         "versions": result.versions,
         "eval_steps": [int(s) for s in result.eval_steps],
-        "grid": {n: {k: v.tolist() for k, v in g.items()} for n, g in result.grid.items()},
-        "final_mse": final,
-        "diverged_at": {n: squeeze(d).tolist() for n, d in result.diverged_at_HS.items()},
-        "history": history,
+        "grid": {n: {k: [float(x) for x in v] for k, v in g.items()} for n, g in result.grid.items()},
+        "final_mse": {n: m[-1].tolist() for n, m in result.mse_EHS.items()},
+        "diverged_at": {n: d.tolist() for n, d in result.diverged_at_HS.items()},
+        "history": {
+            str(int(step)): {n: m[e].tolist() for n, m in result.mse_EHS.items()}
+            for e, step in enumerate(result.eval_steps)
+        },
         "timing": result.timing,
     }
 
 
-def save_result(result: StudyResult, out: Path, framework: str = "jax") -> Path:
-    """Writes ``arrays.npz`` then ``results.json`` into ``out``; returns the JSON path."""
-    arrays = {"eval_steps": result.eval_steps, "x_N": result.x_N, "y_N": result.y_N}
+def save_result(
+    result: StudyResult, out: str | os.PathLike, framework: str = "jax", target: float | None = None
+) -> Path:
+    """Writes ``arrays.npz``, ``runs.csv``, ``history.csv``, then ``results.json`` into ``out``
+    (each atomically; the JSON last, so it only ever describes files already in place)."""
+    out = Path(out)
+    arrays = {"eval_steps_E": result.eval_steps, "x_N": result.x_N, "y_N": result.y_N}
     for n in result.mse_EHS:
         arrays[f"mse_EHS/{n}"] = result.mse_EHS[n]
         arrays[f"diverged_at_HS/{n}"] = result.diverged_at_HS[n]
         if n in result.pred_EHN:
             arrays[f"pred_EHN/{n}"] = result.pred_EHN[n]
         for k, v in result.grid[n].items():
-            arrays[f"grid/{n}/{k}"] = v
+            arrays[f"grid_H/{n}/{k}"] = np.asarray(v, np.float64)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(out / "arrays.npz", buf.getvalue())
+    columns = [
+        "optimizer",
+        "grid_index",
+        "seed",
+        *hparam_columns(result),
+        "final_mse",
+        "diverged_at",
+        "steps_to_target",
+    ]
+    atomic_write_bytes(out / "runs.csv", csv_text(result.rows(target), columns).encode())
+    history = csv_text(result.history_rows(), ["optimizer", "grid_index", "seed", "step", "mse"])
+    atomic_write_bytes(out / "history.csv", history.encode())
     path = out / "results.json"
-    text = json.dumps(summary(result, framework), indent=1, allow_nan=True)
-    atomic_write_bytes(path, text.encode())
+    atomic_write_bytes(path, dumps(summary(result, framework)).encode())
     return path
 
 
-def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
-    """Reads a directory written by :func:`save_result`; a clear ``ResultsError`` otherwise."""
-    out = Path(out)
+def update_timing(out: str | os.PathLike, timing: dict) -> None:
+    """Rewrites ``results.json``'s ``timing`` (e.g. with the figures' time, known only after it)."""
+    doc = _read_doc(Path(out))
+    doc["timing"] = timing
+    atomic_write_bytes(Path(out) / "results.json", dumps(doc).encode())
+
+
+def _read_doc(out: Path) -> dict:
+    if not out.is_dir():
+        raise ResultsError(f"{out}: not a directory (expected a run's output directory)")
     path = out / "results.json"
     try:
-        doc = json.loads(path.read_text())
+        doc = json_restore(json.loads(path.read_text()))
     except FileNotFoundError:
         raise ResultsError(f"{out}: no results.json (not a finished jaxopt_cmp run)") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ResultsError(f"{path}: not valid JSON ({err})") from None
-    if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError, json.JSONDecodeError, OSError) as err:
+        raise ResultsError(f"{path}: unreadable or not valid JSON ({type(err).__name__})") from None
+    if not isinstance(doc, dict) or doc.get("schema") not in (SCHEMA, *OLD_SCHEMAS):
         found = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise ResultsError(f"{path}: schema {found!r} is not {SCHEMA!r} (older or foreign file)")
     missing = [k for k in REQUIRED if k not in doc]
     if missing:
         raise ResultsError(f"{path}: missing keys {', '.join(missing)}")
+    return doc
+
+
+def _check_shapes(result: StudyResult) -> None:
+    """Arrays must have the shapes the config implies (a mixed or edited directory is refused)."""
+    cfg = result.config
+    e, s, n = len(cfg.train.eval_steps), cfg.seeds, cfg.data.n_data
+    if tuple(result.eval_steps) != cfg.train.eval_steps:
+        raise ValueError(f"eval_steps {len(result.eval_steps)} do not match the config's {e}")
+    for o in cfg.optimizers:
+        want = {"mse_EHS": (e, o.grid_size, s), "diverged_at_HS": (o.grid_size, s)}
+        if o.name in result.pred_EHN:
+            want["pred_EHN"] = (e, o.grid_size, n)
+        for key, shape in want.items():
+            got = getattr(result, key)[o.name].shape
+            if got != shape:
+                raise ValueError(f"{key}/{o.name} has shape {got}, the config implies {shape}")
+        for k, v in result.grid[o.name].items():
+            if v.shape != (o.grid_size,):
+                raise ValueError(f"grid {o.name}/{k} has shape {v.shape}, expected ({o.grid_size},)")
+    if result.x_N.shape != (n,) or result.y_N.shape != (n,):
+        raise ValueError(f"x_N/y_N have shapes {result.x_N.shape}/{result.y_N.shape}, expected ({n},)")
+
+
+def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
+    """Reads a directory written by :func:`save_result` (this schema or the previous one); a clear
+    ``ResultsError`` for anything missing, foreign or inconsistent. Optimizers need not be
+    registered: the saved grid carries every hyperparameter."""
+    out = Path(out)
+    doc = _read_doc(out)
     try:
-        cfg = study_from_dict(doc["config"])
         with np.load(out / "arrays.npz") as z:
             arrays = dict(z)
+        grids = doc.get("grid") or {}
+        cfg = study_from_dict(doc["config"], grids if doc["schema"] == SCHEMA else None)
         names = cfg.optimizer_names
         per = lambda prefix: {n: arrays[f"{prefix}/{n}"] for n in names}
+        old = doc["schema"] != SCHEMA  # schema 1 named the steps "eval_steps"
+        grid = {o.name: {k: np.asarray(v, np.float64) for k, v in o.grid().items()} for o in cfg.optimizers}
         result = StudyResult(
             config=cfg,
-            eval_steps=arrays["eval_steps"],
-            grid={o.name: {k: arrays[f"grid/{o.name}/{k}"] for k in o.grid()} for o in cfg.optimizers},
+            eval_steps=arrays["eval_steps" if old else "eval_steps_E"],
+            grid=grid,
             mse_EHS=per("mse_EHS"),
             diverged_at_HS=per("diverged_at_HS"),
             params_HS={},
@@ -170,6 +291,7 @@ def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
             timing=doc["timing"],
             versions=doc["versions"],
         )
-    except (KeyError, TypeError, ConfigError, OSError, ValueError) as err:
-        raise ResultsError(f"{out}: config or arrays.npz incomplete or unreadable ({err!r})") from None
+        _check_shapes(result)
+    except (KeyError, TypeError, ConfigError, OSError, ValueError, AttributeError, EOFError) as err:
+        raise ResultsError(f"{out}: config or arrays.npz incomplete or inconsistent ({err})") from None
     return result, doc

@@ -1,26 +1,41 @@
-"""``run_study(StudyConfig) -> StudyResult``: every run of a study in one compiled call.
+"""``run_study(StudyConfig) -> StudyResult``: every run of a study, compiled once.
 
-Seeds and grid points are batch axes of one ``jit``; when several devices are visible the seed
-axis is sharded across them with ``jax.sharding`` (results match one device).
+Seeds and grid points are batch axes of one program; when several devices are visible the seed
+axis is sharded across them with ``jax.sharding`` (results match one device). A study is compiled
+once per *shape* (optimizer names and grid sizes, model, data size, batch, dtype, seed count) and
+kept for the process: calling :func:`run_study` again with new learning rates, seeds or
+iteration counts of the same shapes does not recompile.
 """
 
 from __future__ import annotations
 
-import platform
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxopt_cmp.budget import check_budget
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig
-from jaxopt_cmp.data import Data
+from jaxopt_cmp.data import Data, check_user_data
+from jaxopt_cmp.io import versions
 from jaxopt_cmp.results import StudyResult
-from jaxopt_cmp.train import StudyOutput, make_study_fn, seed_inputs
+from jaxopt_cmp.train import Carry, Evaluation, chunk_lengths, flat_model, make_study_fns
+
+
+class StudyOutput(NamedTuple):
+    """Arrays per optimizer name (see :mod:`jaxopt_cmp.train` for the axis letters)."""
+
+    mse_EHS: dict[str, np.ndarray]
+    diverged_at_HS: dict[str, np.ndarray]
+    params_HS: dict[str, object]
+    pred_EHN: dict[str, np.ndarray] | None
 
 
 def seed_keys(seed: int, n_seeds: int) -> jax.Array:
@@ -32,33 +47,6 @@ def seed_keys(seed: int, n_seeds: int) -> jax.Array:
 def grid_arrays(cfg: StudyConfig) -> dict[str, dict[str, jax.Array]]:
     dtype = jnp.dtype(cfg.train.dtype)
     return {o.name: {k: jnp.asarray(v, dtype) for k, v in o.grid().items()} for o in cfg.optimizers}
-
-
-def versions() -> dict[str, str]:
-    import flax
-    import jaxlib
-    import optax
-
-    return {
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "flax": flax.__version__,
-        "optax": optax.__version__,
-        "numpy": np.__version__,
-        "python": platform.python_version(),
-        "device": jax.devices()[0].device_kind,
-        "device_count": str(jax.device_count()),
-        "platform": jax.default_backend(),
-    }
-
-
-def _shard_seeds(keys_S: jax.Array) -> jax.Array:
-    """Places the seed axis across all devices when it divides evenly (else leaves it)."""
-    devices = jax.devices()
-    if len(devices) == 1 or keys_S.shape[0] % len(devices):
-        return keys_S
-    mesh = Mesh(np.array(devices), ("seeds",))
-    return jax.device_put(keys_S, NamedSharding(mesh, PartitionSpec("seeds")))
 
 
 SEEDS_PER_DEVICE_GROUP = 16
@@ -77,35 +65,98 @@ def seed_groups(n_seeds: int) -> int:
     return groups if per_device % SEEDS_PER_DEVICE_GROUP == 0 else 1
 
 
-def progress_total(cfg: StudyConfig) -> int:
-    """The step count ``progress`` reaches at the end of ``run_study(cfg, progress)``."""
-    return cfg.train.iters * seed_groups(cfg.seeds)
+def seed_mesh(n_seeds: int, groups: int) -> Mesh | None:
+    """A 1-D mesh over every device when the seeds of a group (K) divide evenly over them."""
+    devices = jax.devices()
+    if len(devices) == 1 or (n_seeds // groups) % len(devices):
+        return None
+    return Mesh(np.array(devices), ("seeds",))
 
 
-def check_data(cfg: StudyConfig, data: Data | None) -> None:
-    if data is not None and data.x.shape[0] != cfg.data.n_data:
-        raise ConfigError("n_data", cfg.data.n_data, f"expected {data.x.shape[0]}, the supplied data's size")
-    if data is not None and data.x.shape[1] != cfg.model.xdim:
-        raise ConfigError("xdim", cfg.model.xdim, f"expected {data.x.shape[1]}, the supplied data's width")
+def layouts(mesh: Mesh | None, carry_eval):
+    """Shardings for ``(Carry, Evaluation)``: K (the seeds within a group) split over the mesh,
+    seed 0's predictions replicated; None on one device."""
+    if mesh is None:
+        return None
+    split = lambda axis: NamedSharding(mesh, PartitionSpec(*([None] * axis), "seeds"))
+    carry, ev = carry_eval
+    return (
+        Carry(
+            jax.tree_util.tree_map(lambda _: split(2), carry.runs),
+            jax.tree_util.tree_map(lambda _: split(1), carry.data),
+            split(1),
+        ),
+        Evaluation(
+            jax.tree_util.tree_map(lambda _: split(2), ev.mse_JHK),
+            None
+            if ev.pred_HN is None
+            else jax.tree_util.tree_map(lambda _: NamedSharding(mesh, PartitionSpec()), ev.pred_HN),
+        ),
+    )
 
 
-def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None, data: Data | None = None):
-    """``(compiled, keys_S, grid, compile_s)``: the study compiled for its shapes; call it as
-    ``compiled(keys_S, grid)``, or ``compiled(keys_S, grid, data)`` when ``data`` (see
-    :func:`jaxopt_cmp.data.data_from_arrays`) replaces the generated data of every seed."""
-    check_data(cfg, data)
-    keys_S, grid = _shard_seeds(seed_keys(cfg.seed, cfg.seeds)), grid_arrays(cfg)
-    extra = () if data is None else (data,)
-    start = time.perf_counter()
-    study = make_study_fn(cfg, progress, seed_groups(cfg.seeds))
-    compiled = jax.jit(study).lower(keys_S, grid, *extra).compile()
-    return compiled, keys_S, grid, time.perf_counter() - start
+def group_keys(keys_S: jax.Array, groups: int, mesh: Mesh | None) -> jax.Array:
+    """``(S,) -> (J, K)``: group ``j`` holds seeds ``j, j + J, ...`` (seed ``s = k * J + j``), so a
+    seed axis sharded in contiguous blocks stays sharded along K; then placed across devices."""
+    keys_JK = keys_S.reshape(-1, groups).T
+    return keys_JK if mesh is None else jax.device_put(keys_JK, NamedSharding(mesh, PartitionSpec(None, "seeds")))
+
+
+def ungroup(x_JK: np.ndarray, axis: int) -> np.ndarray:
+    """Inverse of :func:`group_keys` for an array with J at axis 0 and K at ``axis``: K * J seeds."""
+    x = np.moveaxis(x_JK, 0, axis)  # (..., K, J, ...)
+    return x.reshape(*x.shape[: axis - 1], -1, *x.shape[axis + 1 :])
+
+
+def check_runnable(cfg: StudyConfig, data: Data | None, max_bytes: float | None = None) -> None:
+    """Everything that depends on the JAX setup or the data rather than the config alone."""
+    if cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
+        raise ConfigError(
+            "dtype",
+            "float64",
+            "expected JAX's x64 mode on: call jax.config.update('jax_enable_x64', True) before making "
+            "any array (the scripts do this for --dtype float64)",
+        )
+    if data is None and cfg.model.xdim != 1:
+        raise ConfigError("xdim", cfg.model.xdim, "expected 1 for generated targets; other widths need user data")
+    if data is not None:
+        check_user_data(data, cfg)
+    check_budget(cfg, max_bytes)
+
+
+def _shape_key(cfg: StudyConfig, with_data: bool) -> tuple:
+    """The part of a config the compiled program depends on (values like lr, seed, iters: not)."""
+    optimizers = tuple((o.name, tuple(sorted(o.grid())), o.grid_size) for o in cfg.optimizers)
+    train = replace(cfg.train, iters=1, eval_every=1)
+    return (
+        optimizers,
+        replace(cfg.data, source=""),
+        cfg.model,
+        train,
+        cfg.seeds,
+        cfg.record_predictions,
+        with_data,
+        seed_groups(cfg.seeds),
+        jax.device_count(),
+        jax.default_backend(),
+    )
+
+
+_COMPILED: dict[tuple, dict] = {}
+
+
+def _data_args(cfg: StudyConfig, data: Data | None) -> tuple:
+    """``()`` or ``(data,)`` in the run dtype: the optional last argument of ``init``."""
+    if data is None:
+        return ()
+    dtype = cfg.train.dtype
+    return (Data(jnp.asarray(np.asarray(data.x), dtype), jnp.asarray(np.asarray(data.y), dtype)),)
 
 
 def call_interruptibly(fn, *args, poll_s: float = 0.05):
     """``block_until_ready(fn(*args))`` on a daemon thread while this thread waits in short,
-    interruptible joins: with host callbacks in the program the call runs synchronously, and
-    Ctrl-C reaches Python only between bytecodes, so it would otherwise wait for the whole run."""
+    interruptible joins: Ctrl-C reaches Python only between bytecodes, so waiting inside XLA
+    would otherwise delay it until the call returns."""
     box = {}
 
     def target():
@@ -123,13 +174,101 @@ def call_interruptibly(fn, *args, poll_s: float = 0.05):
     return box["out"]
 
 
-def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None, data: Data | None = None) -> StudyResult:
-    """Compiles and runs every (optimizer, grid point, seed) of ``cfg``; times both phases."""
-    compiled, keys_S, grid, compile_s = compile_study(cfg, progress, data)
+@dataclass
+class PreparedStudy:
+    """A study compiled and set up (data, initial weights, step-0 evaluation), ready to train.
+
+    Built by :func:`prepare_study`; :meth:`run` trains it once (its state is consumed).
+    ``timing`` holds ``compile_s`` (0 when the compiled program was reused) and ``setup_s``.
+    """
+
+    config: StudyConfig
+    grid: dict
+    carry: Carry
+    first: Evaluation
+    chunk: Callable
+    timing: dict
+    initial_flat: np.ndarray
+    unravel: Callable
+    user_data: bool
+
+    def initial_params(self):
+        """Seed 0's initial parameters (every optimizer of seed 0 starts from them)."""
+        return jax.tree_util.tree_map(np.asarray, self.unravel(jnp.asarray(self.initial_flat)))
+
+    def run(self, progress: Callable[[int], None] | None = None) -> StudyResult:
+        """Trains every run; ``progress(steps_done)`` is called after each evaluation interval."""
+        if self.carry is None:
+            raise RuntimeError("this PreparedStudy has already run; prepare it again")
+        carry, self.carry = self.carry, None
+        evals = [self.first]
+        start = time.perf_counter()
+        for t0, length in chunk_lengths(self.config.train.eval_steps):
+            carry, ev = call_interruptibly(self.chunk, carry, jnp.int32(t0), jnp.int32(length))
+            evals.append(ev)
+            if progress is not None:
+                progress(t0 + length)
+        timing = {**self.timing, "train_s": time.perf_counter() - start}
+        return to_result(self.config, carry, evals, self.grid, timing, self.unravel)
+
+
+def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: float | None = None) -> PreparedStudy:
+    """Checks, compiles (or reuses) and sets up ``cfg``; ``data`` replaces every seed's generated
+    data (see :func:`jaxopt_cmp.data.data_from_arrays`). Refuses, before compiling, a config whose
+    estimated memory exceeds ``max_bytes`` (default: most of the available memory)."""
+    check_runnable(cfg, data, max_bytes)
+    key = _shape_key(cfg, data is not None)
+    groups = seed_groups(cfg.seeds)
+    mesh = seed_mesh(cfg.seeds, groups)
+    keys_JK = group_keys(seed_keys(cfg.seed, cfg.seeds), groups, mesh)
+    grid = grid_arrays(cfg)
+    extra = _data_args(cfg, data)
+    compile_s = setup_s = 0.0
+    if key not in _COMPILED:
+        start = time.perf_counter()
+        init, chunk = make_study_fns(cfg)
+        out = layouts(mesh, jax.eval_shape(init, keys_JK, grid, *extra))
+        # Chunks keep the carry's layout (out = in), so one executable serves every chunk.
+        in_chunk = None if out is None else (out[0], None, None)
+        _COMPILED[key] = {
+            "init": jax.jit(init, out_shardings=out).lower(keys_JK, grid, *extra).compile(),
+            "chunk": jax.jit(chunk, in_shardings=in_chunk, out_shardings=out, donate_argnums=0),
+        }
+        compile_s += time.perf_counter() - start
+    entry = _COMPILED[key]
     start = time.perf_counter()
-    out: StudyOutput = call_interruptibly(compiled, keys_S, grid, *(() if data is None else (data,)))
-    train_s = time.perf_counter() - start
-    return to_result(cfg, out, grid, {"compile_s": compile_s, "train_s": train_s}, data)
+    carry, first = jax.block_until_ready(entry["init"](keys_JK, grid, *extra))
+    setup_s += time.perf_counter() - start
+    if not hasattr(entry["chunk"], "input_shardings"):  # still a jit: compile it now
+        start = time.perf_counter()
+        entry["chunk"] = entry["chunk"].lower(carry, jnp.int32(0), jnp.int32(1)).compile()
+        compile_s += time.perf_counter() - start
+    start = time.perf_counter()
+    first_name = cfg.optimizer_names[0]
+    initial_flat = _to_host(carry.runs[first_name].params)[0, 0, 0]
+    setup_s += time.perf_counter() - start
+    _, unravel = flat_model(cfg)
+    return PreparedStudy(
+        cfg,
+        grid,
+        carry,
+        first,
+        entry["chunk"],
+        {"compile_s": compile_s, "setup_s": setup_s},
+        initial_flat,
+        unravel,
+        data is not None,
+    )
+
+
+def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None, data: Data | None = None) -> StudyResult:
+    """Compiles (or reuses) and runs every (optimizer, grid point, seed) of ``cfg``; times phases."""
+    return prepare_study(cfg, data).run(progress)
+
+
+def clear_cache() -> None:
+    """Forgets the compiled studies kept for this process."""
+    _COMPILED.clear()
 
 
 def _to_host(x) -> np.ndarray:
@@ -141,19 +280,62 @@ def _to_host(x) -> np.ndarray:
     return np.asarray(x)
 
 
-def to_result(cfg: StudyConfig, out: StudyOutput, grid, timing, data: Data | None = None) -> StudyResult:
-    host = lambda tree: jax.tree_util.tree_map(_to_host, tree)
-    data = seed_inputs(seed_keys(cfg.seed, 1)[0], cfg, data).data
+def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel) -> StudyOutput:
+    """Host arrays with the seed axis restored (J, K -> S) from the final carry and evaluations."""
+    names = cfg.optimizer_names
+    mse_EJHK = {n: np.stack([_to_host(ev.mse_JHK[n]) for ev in evals]) for n in names}
+    params = {}
+    for n in names:
+        flat_HSP = ungroup(_to_host(carry.runs[n].params), 2)
+        params[n] = jax.vmap(jax.vmap(unravel))(jnp.asarray(flat_HSP))
+    pred = None
+    if cfg.record_predictions:
+        pred = {n: np.stack([_to_host(ev.pred_HN[n]) for ev in evals]) for n in names}
+    return StudyOutput(
+        {n: ungroup(np.moveaxis(m, 1, 0), 3) for n, m in mse_EJHK.items()},
+        {n: ungroup(_to_host(carry.runs[n].diverged_at), 2) for n in names},
+        {n: jax.tree_util.tree_map(np.asarray, p) for n, p in params.items()},
+        pred,
+    )
+
+
+def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel) -> StudyResult:
+    out = collect(cfg, carry, evals, unravel)
+    x_JKN1, y_JKN1 = _to_host(carry.data.x), _to_host(carry.data.y)
     return StudyResult(
         config=cfg,
         eval_steps=np.asarray(cfg.train.eval_steps),
-        grid=host(grid),
-        mse_EHS=host(out.mse_EHS),
-        diverged_at_HS=host(out.diverged_at_HS),
-        params_HS=host(out.params_HS),
-        pred_EHN=host(out.pred_EHN) if out.pred_EHN is not None else {},
-        x_N=np.asarray(data.x[:, 0]),
-        y_N=np.asarray(data.y[:, 0]),
+        grid={o.name: {k: np.asarray(v, np.float64) for k, v in o.grid().items()} for o in cfg.optimizers},
+        mse_EHS=out.mse_EHS,
+        diverged_at_HS=out.diverged_at_HS,
+        params_HS=out.params_HS,
+        pred_EHN=out.pred_EHN or {},
+        x_N=x_JKN1[0, 0, :, 0],
+        y_N=y_JKN1[0, 0, :, 0],
         timing=timing,
         versions=versions(),
     )
+
+
+def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None, data: Data | None = None):
+    """``(run, keys_S, grid, compile_s)`` for callers that time whole runs: ``run(keys_S, grid)``
+    (or ``run(keys_S, grid, data)``) trains every run of ``cfg`` with those seeds' keys and grid
+    values and returns a :class:`StudyOutput`; it reuses the compiled program each call."""
+    prepared = prepare_study(cfg, data)
+    entry = _COMPILED[_shape_key(cfg, data is not None)]
+    init_exec, chunk = entry["init"], entry["chunk"]
+
+    def run(keys_S, grid, data=data):
+        groups = seed_groups(keys_S.shape[0])
+        keys_JK = group_keys(keys_S, groups, seed_mesh(keys_S.shape[0], groups))
+        extra = _data_args(cfg, data)
+        carry, first = init_exec(keys_JK, grid, *extra)
+        evals = [first]
+        for t0, length in chunk_lengths(cfg.train.eval_steps):
+            carry, ev = chunk(carry, jnp.int32(t0), jnp.int32(length))
+            evals.append(ev)
+            if progress is not None:
+                progress(t0 + length)
+        return collect(cfg, carry, evals, prepared.unravel)
+
+    return run, seed_keys(cfg.seed, cfg.seeds), prepared.grid, prepared.timing["compile_s"]

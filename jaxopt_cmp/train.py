@@ -1,10 +1,29 @@
-"""Training as pure functions: one step, one chunk of steps (``lax.scan``), a whole batched run.
+"""Training as pure functions: one step, a chunk of steps, a whole batched study.
 
-A *run* is one optimizer at one hyperparameter point on one seed. The engine trains every run of
-a study in one compiled function: runs of one optimizer are batched with ``vmap`` over
-``(grid point H, seed S)``; all optimizers advance together inside one ``lax.scan`` so they see
-the same minibatches at the same step. Full-data MSE is evaluated inside the compiled function at
-``TrainConfig.eval_steps``.
+A *run* is one optimizer at one hyperparameter point on one seed. Every run of a study lives in
+one compiled program: runs of one optimizer are batched with ``vmap`` over ``(grid point H,
+seed)``; all optimizers advance together in one loop, so they see the same minibatches at the
+same step. The study is two pure functions, each jitted once by the caller:
+
+- ``init(keys_JK, hparams, data) -> (Carry, Evaluation)``: data, initial weights and optimizer
+  states of every run, and the evaluation at step 0;
+- ``chunk(carry, t0, length) -> (Carry, Evaluation)``: ``length`` steps from step ``t0``, then the
+  full-data evaluation.
+
+The caller loops over the evaluation interval in Python (:mod:`jaxopt_cmp.study`): progress is
+reported between chunks, so the compiled program has no host callback (JAX's persistent
+compilation cache refuses those) and one executable serves any iteration count.
+
+Axis letters used in names throughout the package (``mse_EHS`` is evals x grid x seeds):
+
+====  ==============================================================
+E     evaluation points (step 0, every ``eval_every``, the last step)
+H     grid points of one optimizer's hyperparameter grid
+S     seeds of a study (seed ``s`` uses ``fold_in(key(seed), s)``)
+J, K  seed groups trained one after another, and seeds within a group
+      (seed ``s = k * J + j``); J = 1 unless the study is large
+N     data points; B minibatch rows; P flat parameters of one run
+====  ==============================================================
 """
 
 from __future__ import annotations
@@ -24,7 +43,7 @@ from jaxopt_cmp.optimizers import make_optimizer
 
 
 class RunState(NamedTuple):
-    """The scan carry of one run. ``diverged_at`` is -1 until the first non-finite step."""
+    """One run's loop state. ``diverged_at`` is -1 until the first non-finite step."""
 
     params: Params
     opt_state: optax.OptState
@@ -39,16 +58,20 @@ class SeedInputs(NamedTuple):
     batch_key: jax.Array
 
 
-class StudyOutput(NamedTuple):
-    """Arrays per optimizer name, named by their axes (E eval points, H grid, S seeds, N data).
+class Carry(NamedTuple):
+    """The loop state of a whole study: runs per optimizer name (axes J, H, K) and the seeds'
+    data and batch keys (axes J, K)."""
 
-    ``pred_EHN`` holds seed 0's full-data predictions, or is None when not recorded.
-    """
+    runs: dict[str, RunState]
+    data: Data
+    batch_key: jax.Array
 
-    mse_EHS: dict[str, jax.Array]
-    diverged_at_HS: dict[str, jax.Array]
-    params_HS: dict[str, Params]
-    pred_EHN: dict[str, jax.Array] | None
+
+class Evaluation(NamedTuple):
+    """Full-data MSE per optimizer ``(J, H, K)``; seed 0's predictions ``(H, N)`` or None."""
+
+    mse_JHK: dict[str, jax.Array]
+    pred_HN: dict[str, jax.Array] | None
 
 
 def dtype_of(cfg: StudyConfig):
@@ -65,7 +88,7 @@ def seed_inputs(key: jax.Array, cfg: StudyConfig, data: Data | None = None) -> S
     if data is None:
         data = make_data(key_data, cfg.data, dtype)
     else:
-        data = Data(data.x.astype(dtype), data.y.astype(dtype))
+        data = Data(jnp.asarray(data.x, dtype), jnp.asarray(data.y, dtype))
     return SeedInputs(data, init_params(key_init, cfg.model, dtype), key_batch)
 
 
@@ -97,123 +120,95 @@ def make_step(apply_fn: Callable, tx: optax.GradientTransformation):
     return step
 
 
-def _chunks(eval_steps: tuple[int, ...]) -> tuple[int, int, int]:
-    """(steps per full chunk, number of full chunks, length of a last shorter chunk or 0)."""
-    size = eval_steps[1] - eval_steps[0]
-    n_full = sum(1 for a, b in zip(eval_steps, eval_steps[1:]) if b - a == size)
-    return size, n_full, eval_steps[-1] - eval_steps[n_full]
+def flat_model(cfg: StudyConfig):
+    """``(apply_flat, unravel)``: the model applied to one flat parameter vector per run.
 
-
-def make_study_fn(cfg: StudyConfig, progress: Callable[[int], None] | None = None, groups: int = 1):
-    """``study(keys_S, hparams, data=None) -> StudyOutput``, to be jitted once by the caller.
-
-    ``keys_S`` holds one key per seed; ``hparams[name][hp]`` is an ``(H,)`` array of that
-    optimizer's grid; ``data``, if given, replaces the generated data of every seed. Only arrays
-    flow in, so new seeds, grid values or data of the same shapes reuse the compilation.
-    ``progress(step)``, if given, is called from the compiled run after each evaluation with the
-    number of steps done (it may be called more than once per step on several devices).
-
-    ``groups > 1`` trains the seeds in that many groups one after another (``lax.map``), group
-    ``j`` holding seeds ``j, j + groups, ...``: the same results, but each step's working set
-    stays cache-sized; ``progress`` then counts steps over all groups (``groups * iters``).
+    Runs carry their parameters as one flat vector: the optimizer update and the divergence mask
+    then fuse into a few kernels instead of a few per layer array (Adam's update was 60% of its
+    step time on CPU with the pytree). Exact for elementwise optimizers (the registry).
     """
     model = make_model(cfg.model, dtype_of(cfg))
-    # Runs carry their parameters as one flat vector: the optimizer update and the divergence
-    # mask then fuse into a few kernels instead of a few per layer array (Adam's update was 60%
-    # of its step time on CPU with the pytree). Exact for elementwise optimizers (the registry).
     template = jax.eval_shape(lambda k: init_params(k, cfg.model, dtype_of(cfg)), jax.random.key(0))
     _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), template))
-    apply_flat = lambda variables, x: model.apply({"params": unravel(variables["params"])}, x)
+    return (lambda variables, x: model.apply({"params": unravel(variables["params"])}, x)), unravel
+
+
+def make_study_fns(cfg: StudyConfig):
+    """``(init, chunk)``, the two pure functions of a study (module doc), to be jitted once.
+
+    ``keys_JK`` holds one key per seed, grouped (axes J, K); ``hparams[name][hp]`` is an ``(H,)``
+    array of that optimizer's grid; ``data``, if not None, replaces the generated data of every
+    seed. Only arrays flow in, so new seeds, grid values, data or iteration counts of the same
+    shapes reuse the compilation.
+    """
+    apply_flat, _ = flat_model(cfg)
     names = cfg.optimizer_names
     steps = {n: make_step(apply_flat, make_optimizer(n)) for n in names}
     batch_size, n_data = cfg.train.batch_size, cfg.data.n_data
-    record = cfg.record_predictions
 
-    def init_runs(name, hp_H, params_S):
+    def init_runs(name, hp_H, params_K):
         def one(hp, params):
             tx = make_optimizer(name, **hp)
             flat = ravel_pytree(params)[0]
             return RunState(flat, tx.init(flat), jnp.int32(-1))
 
-        return jax.vmap(jax.vmap(one, (None, 0)), (0, None))(hp_H, params_S)
+        return jax.vmap(jax.vmap(one, (None, 0)), (0, None))(hp_H, params_K)
 
-    def evaluate(states, data_S):
+    def evaluate_group(runs, data_K, with_pred):
         def one(state, x, y):
             pred = apply_flat({"params": state.params}, x)
             loss = mse(pred, y)
             # A diverged run (or one whose full-data loss overflows) scores +inf, never NaN.
             return jnp.where((state.diverged_at < 0) & jnp.isfinite(loss), loss, jnp.inf), pred[:, 0]
 
-        def grid_point(states_S):
-            mse_S, pred_SN = jax.vmap(one)(states_S, data_S.x, data_S.y)
-            return mse_S, pred_SN[0]  # predictions of seed 0 only: all the plots need
+        def grid_point(states_K):
+            mse_K, pred_KN = jax.vmap(one)(states_K, data_K.x, data_K.y)
+            return mse_K, (pred_KN[0] if with_pred else None)  # seed 0's predictions only
 
         # One grid point at a time (lax.map), seeds vmapped: the full-data activations of every
         # run at once (H x S x N x width floats) would dominate a study's memory.
-        out = {n: jax.lax.map(grid_point, states[n]) for n in names}
-        return {n: m for n, (m, _) in out.items()}, ({n: p for n, (_, p) in out.items()} if record else None)
+        return {n: jax.lax.map(grid_point, runs[n]) for n in names}
 
-    def run_chunk(states, seeds: SeedInputs, t0, length):
-        t_C = t0 + jnp.arange(length)
-        idx_SCB = jax.vmap(lambda k: batch_indices(k, t_C, n_data, batch_size))(seeds.batch_key)
-        gather = jax.vmap(lambda a, i: a[i])  # per seed: (N, 1)[(C, B)] -> (C, B, 1)
-        x_CSB = jnp.swapaxes(gather(seeds.data.x, idx_SCB), 0, 1)
-        y_CSB = jnp.swapaxes(gather(seeds.data.y, idx_SCB), 0, 1)
+    def evaluate(carry: Carry) -> Evaluation:
+        record = cfg.record_predictions
+        per_group = jax.lax.map(lambda c: evaluate_group(c[0], c[1], record), (carry.runs, carry.data))
+        mse_JHK = {n: m for n, (m, _) in per_group.items()}
+        pred = {n: p[0] for n, (_, p) in per_group.items()} if record else None  # group 0: seed 0
+        return Evaluation(mse_JHK, pred)
 
-        def body(states, inputs):
-            x_SB, y_SB, t = inputs
-            new = {}
-            for n in names:
-                f = jax.vmap(jax.vmap(steps[n], (0, 0, 0, None)), (0, None, None, None))
-                new[n], _ = f(states[n], x_SB, y_SB, t)
-            return new, None
+    def step_group(runs, data_K, key_K, t):
+        idx_KB = jax.vmap(lambda k: batch_indices(k, t[None], n_data, batch_size)[0])(key_K)
+        x_KB = jax.vmap(lambda a, i: a[i])(data_K.x, idx_KB)  # per seed: (N, 1)[(B,)] -> (B, 1)
+        y_KB = jax.vmap(lambda a, i: a[i])(data_K.y, idx_KB)
+        new = {}
+        for n in names:
+            f = jax.vmap(jax.vmap(steps[n], (0, 0, 0, None)), (0, None, None, None))
+            new[n], _ = f(runs[n], x_KB, y_KB, t)
+        return new
 
-        states, _ = jax.lax.scan(body, states, (x_CSB, y_CSB, t_C))
-        return states
+    def init(keys_JK, hparams, data: Data | None = None) -> tuple[Carry, Evaluation]:
+        seeds = jax.vmap(jax.vmap(lambda k: seed_inputs(k, cfg, data)))(keys_JK)
+        per_group = lambda f: jax.vmap(f)  # over J
+        runs = {n: per_group(lambda p, n=n: init_runs(n, hparams[n], p))(seeds.params) for n in names}
+        carry = Carry(runs, seeds.data, seeds.batch_key)
+        return carry, evaluate(carry)
 
-    def chunk_then_eval(states, seeds, t0, length, done_before):
-        states = run_chunk(states, seeds, t0, length)
-        if progress is not None:
-            jax.debug.callback(progress, done_before + t0 + length)
-        return states, evaluate(states, seeds.data)
+    def chunk(carry: Carry, t0, length) -> tuple[Carry, Evaluation]:
+        # Groups one after another (lax.map), each for the whole chunk: a large study's per-step
+        # working set then stays cache-sized. Batches are drawn inside the step, so memory does
+        # not grow with the evaluation interval.
+        def group(c):
+            runs, data, key = c
+            body = lambda t, r: step_group(r, data, key, t)
+            return jax.lax.fori_loop(t0, t0 + length, body, runs)
 
-    def study_group(keys_S, hparams, data, done_before=0) -> StudyOutput:
-        seeds = jax.vmap(lambda k: seed_inputs(k, cfg, data))(keys_S)
-        states = {n: init_runs(n, hparams[n], seeds.params) for n in names}
-        first = evaluate(states, seeds.data)
-        size, n_full, rest = _chunks(cfg.train.eval_steps)
+        runs = jax.lax.map(group, (carry.runs, carry.data, carry.batch_key))
+        carry = carry._replace(runs=runs)
+        return carry, evaluate(carry)
 
-        def outer(states, t0):
-            return chunk_then_eval(states, seeds, t0, size, done_before)
+    return init, chunk
 
-        states, stacked = jax.lax.scan(outer, states, size * jnp.arange(n_full))
-        if rest:
-            states, last = chunk_then_eval(states, seeds, size * n_full, rest, done_before)
-        stack = lambda first, mid, *last: jnp.concatenate([first[None], mid, *(x[None] for x in last)])
-        tail = (last,) if rest else ()
-        merged = jax.tree_util.tree_map(stack, first, stacked, *tail)
-        mse_EHS, pred = merged
-        return StudyOutput(
-            mse_EHS,
-            {n: states[n].diverged_at for n in names},
-            {n: jax.vmap(jax.vmap(unravel))(states[n].params) for n in names},
-            pred,
-        )
 
-    def study(keys_S, hparams, data: Data | None = None) -> StudyOutput:
-        if groups == 1:
-            return study_group(keys_S, hparams, data)
-        # Seed s = k * groups + j is member k of group j; lax.map over groups, then undo.
-        keys_JxK = keys_S.reshape(-1, groups).T
-        done = cfg.train.iters * jnp.arange(groups)
-        out = jax.lax.map(lambda a: study_group(a[0], hparams, data, a[1]), (keys_JxK, done))
-        # (groups, ..., K at `axis`, ...) -> (..., K * groups, ...), seed s = k * groups + j.
-        seeds_last = lambda x, axis: jnp.moveaxis(x, 0, axis).reshape(*x.shape[1:axis], -1, *x.shape[axis + 1 :])
-        return StudyOutput(
-            {n: seeds_last(m, 3) for n, m in out.mse_EHS.items()},
-            {n: seeds_last(d, 2) for n, d in out.diverged_at_HS.items()},
-            {n: jax.tree_util.tree_map(lambda p: seeds_last(p, 2), ps) for n, ps in out.params_HS.items()},
-            None if out.pred_EHN is None else {n: p[0] for n, p in out.pred_EHN.items()},
-        )
-
-    return study
+def chunk_lengths(eval_steps: tuple[int, ...]) -> list[tuple[int, int]]:
+    """``(t0, length)`` of each chunk between consecutive evaluation steps."""
+    return [(a, b - a) for a, b in zip(eval_steps, eval_steps[1:])]

@@ -1,13 +1,15 @@
 """Reproduce the seed study: SGD, momentum and Adam fit exp(-x^2) cos(10x) with a 1-64-64-1 MLP.
 
-    python scripts/compare.py                       # the seed study, JAX, one seed
-    python scripts/compare.py --seeds 8             # 8 seeds vmapped in one compiled run
-    python scripts/compare.py --framework torch     # the same study eagerly through torch_ref
+python scripts/compare.py                       # the seed study, JAX, one seed
+python scripts/compare.py --seeds 8             # 8 seeds vmapped in one compiled run
+python scripts/compare.py --framework torch     # the same study eagerly through torch_ref
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -17,65 +19,85 @@ PROG = "compare.py"
 
 
 def parse_args(argv=None):
-    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=__import__("argparse").RawDescriptionHelpFormatter)
+    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     _cli.add_common_args(p, optimizers="sgd,momentum,adam")
     p.add_argument("--lr", type=float, default=1e-2, help="learning rate of every optimizer (default: %(default)s)")
     p.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped in one run (default: %(default)s)")
-    p.add_argument("--framework", choices=("jax", "torch"), default="jax",
-                   help="jax: compiled scan + vmap; torch: the eager torch_ref loop (default: %(default)s)")
+    p.add_argument(
+        "--framework",
+        choices=("jax", "torch"),
+        default="jax",
+        help="jax: compiled scan + vmap; torch: the eager torch_ref loop (default: %(default)s)",
+    )
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    _cli.enable_dtype(args.dtype)
+    _cli.setup_jax(args)
     from jaxopt_cmp import report
-    from jaxopt_cmp.results import prepare_out_dir, save_result
-    from jaxopt_cmp.study import progress_total
+    from jaxopt_cmp.io import claim_out_dir
+    from jaxopt_cmp.results import OUTPUTS, save_result, update_timing
 
-    names = _cli.parse_list("optimizer", args.optimizers)
+    names = _cli.parse_list("optimizers", args.optimizers)
     cfg, data = _cli.build_config(args, {n: {"lr": args.lr} for n in names}, args.seeds, record_predictions=True)
     if data is not None and args.framework == "torch":
         raise _cli.ConfigError("data", args.data, "user data runs with --framework jax only")
-    out = prepare_out_dir(args.out or _cli.default_out("compare"), args.overwrite)
-    print(f"output directory: {out}")
-    print(report.param_table(*initial_params(cfg, args.framework)))
+    with claim_out_dir(args.out or _cli.default_out("compare"), args.overwrite, OUTPUTS) as out:
+        print(f"output directory: {out.path}")
+        result = train(cfg, data, args)
+        print(report.final_table(result))
+        print(_cli.timing_line(result.timing, args.framework))
+        _cli.State.results = save_result(result, out.path, framework=args.framework)
+        written = [_cli.State.results]
+        if not args.no_plots:
+            written += write_figures(result, out.path)
+            update_timing(out.path, result.timing)
+        print("".join(f"wrote {f}\n" for f in written), end="")
 
-    bar = _cli.Progress(progress_total(cfg), f"{args.framework}: {len(names)} optimizers x {cfg.seeds} seed(s)")
+
+def train(cfg, data, args):
+    """Prints the parameter table, then trains with a progress bar that starts after compiling."""
+    from jaxopt_cmp import report
+
+    desc = f"{args.framework}: {len(cfg.optimizers)} optimizers x {cfg.seeds} seed(s)"
+    if args.framework == "torch":
+        from torch_ref.model import count_params, param_rows
+        from torch_ref.train import initial_model, run_study
+
+        model = initial_model(cfg, seed_index=0)
+        print(report.param_table(param_rows(model), count_params(model)))
+        bar = _cli.Progress(cfg.train.iters, desc)
+        try:
+            return run_study(cfg, progress=bar)
+        finally:
+            bar.close()
+    from jaxopt_cmp.model import count_params, param_rows
+    from jaxopt_cmp.study import prepare_study
+
+    prepared = prepare_study(cfg, data, max_bytes=_cli.max_bytes(args))
+    params = prepared.initial_params()
+    print(report.param_table(param_rows(params), count_params(params)))
+    bar = _cli.Progress(cfg.train.iters, desc)
     try:
-        if args.framework == "jax":
-            from jaxopt_cmp.study import run_study
-
-            result = run_study(cfg, progress=bar, data=data)
-        else:
-            from torch_ref.train import run_study
-
-            result = run_study(cfg, progress=bar)
+        return prepared.run(progress=bar)
     finally:
         bar.close()
 
-    print(report.final_table(result))
-    print(f"compile {result.timing['compile_s']:.2f} s, train {result.timing['train_s']:.2f} s")
-    path = save_result(result, out, framework=args.framework)
-    figures = [] if args.no_plots else report.compare_figures(result, out)
-    print(f"wrote {path}" + "".join(f"\nwrote {f}" for f in figures))
 
+def write_figures(result, out: Path) -> list[Path]:
+    """Figures and the fits animation, saved; ``timing['figures_s']`` records how long they took."""
+    from jaxopt_cmp import figures
 
-def initial_params(cfg, framework: str):
-    """Rows and total of the parameter table for seed 0 of ``framework``."""
-    if framework == "torch":
-        from torch_ref.model import count_params, param_rows
-        from torch_ref.train import initial_model
-
-        model = initial_model(cfg, seed_index=0)
-        return param_rows(model), count_params(model)
-    from jaxopt_cmp.model import count_params, param_rows
-    from jaxopt_cmp.study import seed_keys
-    from jaxopt_cmp.train import seed_inputs
-
-    params = seed_inputs(seed_keys(cfg.seed, 1)[0], cfg).params
-    return param_rows(params), count_params(params)
+    start = time.perf_counter()
+    figs = figures.compare_figures(result)
+    if result.pred_EHN:
+        figs["fits.gif"] = figures.fits_gif(result)
+    paths = figures.save_figures(figs, out)
+    result.timing["figures_s"] = time.perf_counter() - start
+    return paths
 
 
 if __name__ == "__main__":
+    _cli.setup_process()
     _cli.run_main(PROG, main)

@@ -4,15 +4,14 @@
     python scripts/study.py --seeds 64 --lrs 1e-3,1e-2,1e-1
     python scripts/study.py --from runs/study-XXXX   # re-render tables and figures, no training
 
-Writes results.json + arrays.npz and figures into the output directory, and prints per optimizer
-the best lr, final MSE mean with a 95% bootstrap CI, divergences, steps to reach --target-mse and
-paired sign tests across seeds.
+Writes results.json, arrays.npz, runs.csv, history.csv and figures into the output directory,
+and prints per optimizer the best lr, final MSE mean with a 95% bootstrap CI, divergences, steps
+to reach --target-mse and paired sign tests across seeds.
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
 from pathlib import Path
 
@@ -26,64 +25,95 @@ DEFAULT_LRS = ",".join(f"{v:.3g}" for v in np.logspace(-4, 0, 9))
 
 
 def parse_args(argv=None):
-    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.Parser(
+        prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, aliases={"lr": "lrs"}
+    )
     _cli.add_common_args(p, optimizers="sgd,momentum,adam")
-    p.add_argument("--lrs", default=DEFAULT_LRS,
-                   help="comma-separated learning-rate grid (default: 9 log-spaced, 1e-4..1)")
+    p.add_argument(
+        "--lrs", default=DEFAULT_LRS, help="comma-separated learning-rate grid (default: 9 log-spaced, 1e-4..1)"
+    )
     p.add_argument("--seeds", type=int, default=16, help="seeds per grid point, vmapped (default: %(default)s)")
-    p.add_argument("--target-mse", type=float, default=2 * 0.03**2,
-                   help="time-to-target threshold on full-data MSE (default: 2 x noise variance = %(default).4g)")
-    p.add_argument("--from", dest="from_dir", default=None, help="re-render tables and figures from a saved study")
-    return p.parse_args(argv)
+    p.add_argument(
+        "--target-mse",
+        type=float,
+        default=None,
+        help="time-to-target threshold on full-data MSE (default: 2 x noise variance = 0.0018)",
+    )
+    p.add_argument(
+        "--from",
+        dest="from_dir",
+        default=None,
+        help="re-render tables and figures from a saved run (into --out if given, else into it)",
+    )
+    args = p.parse_args(argv)
+    if args.from_dir:
+        given = [p.flag_of(d) for d in _cli.TRAINING_FLAGS if hasattr(args, d) and getattr(args, d) != p.get_default(d)]
+        if given:
+            raise _cli.ConfigError(
+                "from", args.from_dir, f"re-renders a saved run; training flags ({', '.join(given)}) do not apply"
+            )
+    return args
 
 
-def report_study(result, out: Path, target: float, plots: bool) -> None:
+def report_study(result, out: Path | None, target: float, plots: bool) -> list[Path]:
+    """Prints the tables; saves the figures into ``out``; returns the figure paths."""
     from jaxopt_cmp import report, stats
 
     summaries = stats.summarize(result, target)
     print(report.study_table(summaries, target))
     print(report.paired_table(stats.paired_comparisons(result, summaries)))
-    if plots:
-        best = {s.name: s.best for s in summaries}
-        for f in report.study_figures(result, best, out):
-            print(f"wrote {f}")
+    if not plots:
+        return []
+    from jaxopt_cmp import figures
+
+    return figures.save_figures(figures.study_figures(result, {s.name: s.best for s in summaries}), out)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
-    _cli.enable_dtype(args.dtype)
+    _cli.setup_jax(args)
     from jaxopt_cmp.checks import check_real
-    from jaxopt_cmp.results import load_result, prepare_out_dir, save_result
-    from jaxopt_cmp.study import progress_total
+    from jaxopt_cmp.io import claim_out_dir, peak_rss_mb
+    from jaxopt_cmp.results import OUTPUTS, default_target, load_result, save_result
 
-    check_real("target_mse", args.target_mse, 0.0, float("inf"), low_open=True)
     if args.from_dir:
         result, _ = load_result(args.from_dir)
-        report_study(result, Path(args.from_dir), args.target_mse, not args.no_plots)
+        target = default_target(result.config) if args.target_mse is None else args.target_mse
+        check_real("target_mse", target, 0.0, float("inf"), low_open=True)
+        figures = [n for n in OUTPUTS if n.endswith(".png")]
+        with claim_out_dir(args.out or args.from_dir, args.overwrite or not args.out, figures) as out:
+            if args.out:
+                _cli.State.results = save_result(result, out.path)
+            paths = report_study(result, out.path, target, not args.no_plots)
+        print("".join(f"wrote {f}\n" for f in paths), end="")
         return
     lrs = _cli.parse_list("lrs", args.lrs, float)
-    names = _cli.parse_list("optimizer", args.optimizers)
+    names = _cli.parse_list("optimizers", args.optimizers)
     cfg, data = _cli.build_config(args, {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
-    out = prepare_out_dir(args.out or _cli.default_out("study"), args.overwrite)
-    print(f"output directory: {out}")
-    runs = len(names) * len(lrs) * cfg.seeds
-    print(f"{len(names)} optimizers x {len(lrs)} lrs x {cfg.seeds} seeds = {runs} runs of {cfg.train.iters} steps")
+    target = default_target(cfg) if args.target_mse is None else args.target_mse
+    check_real("target_mse", target, 0.0, float("inf"), low_open=True)
+    from jaxopt_cmp.study import prepare_study
 
-    from jaxopt_cmp.study import run_study
-
-    bar = _cli.Progress(progress_total(cfg), f"{runs} runs")
-    try:
-        result = run_study(cfg, progress=bar, data=data)
-    finally:
-        bar.close()
-    result.timing["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    t = result.timing
-    steps = runs * cfg.train.iters
-    print(f"compile {t['compile_s']:.2f} s, train {t['train_s']:.2f} s "
-          f"({steps / t['train_s']:,.0f} model-steps/s), peak RSS {t['peak_rss_mb']:.0f} MB")
-    print(f"wrote {save_result(result, out)}")
-    report_study(result, out, args.target_mse, not args.no_plots)
+    with claim_out_dir(args.out or _cli.default_out("study"), args.overwrite, OUTPUTS) as out:
+        print(f"output directory: {out.path}")
+        runs = len(names) * len(lrs) * cfg.seeds
+        print(f"{len(names)} optimizers x {len(lrs)} lrs x {cfg.seeds} seeds = {runs} runs of {cfg.train.iters} steps")
+        prepared = prepare_study(cfg, data, max_bytes=_cli.max_bytes(args))
+        bar = _cli.Progress(cfg.train.iters, f"{runs} runs")
+        try:
+            result = prepared.run(progress=bar)
+        finally:
+            bar.close()
+        t = result.timing
+        t["peak_rss_mb"] = peak_rss_mb()
+        rate = runs * cfg.train.iters / t["train_s"]
+        print(f"{_cli.timing_line(t)} ({rate:,.0f} model-steps/s), peak RSS {t['peak_rss_mb']:.0f} MB")
+        _cli.State.results = save_result(result, out.path, target=target)
+        print(f"wrote {_cli.State.results}")
+        paths = report_study(result, out.path, target, not args.no_plots)
+        print("".join(f"wrote {f}\n" for f in paths), end="")
 
 
 if __name__ == "__main__":
+    _cli.setup_process()
     _cli.run_main(PROG, main)

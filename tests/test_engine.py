@@ -6,15 +6,15 @@ import os
 import subprocess
 import sys
 import textwrap
+from dataclasses import replace
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import pytest
 
+from jaxopt_cmp import study as study_mod
 from jaxopt_cmp.config import DataConfig, OptimizerConfig, StudyConfig, TrainConfig
 from jaxopt_cmp.study import compile_study, grid_arrays, run_study, seed_keys
-from jaxopt_cmp.train import make_study_fn, seed_inputs
+from jaxopt_cmp.train import make_study_fns, seed_inputs
 
 SMALL = dict(data=DataConfig(n_data=512), train=TrainConfig(iters=60, batch_size=16, eval_every=20))
 
@@ -46,27 +46,25 @@ def test_result_shapes_and_uneven_last_chunk():
 
 def test_seed_alone_matches_seed_in_batch():
     cfg = small_cfg(seeds=4)
-    fn = jax.jit(make_study_fn(cfg))
-    grid = grid_arrays(cfg)
-    keys = seed_keys(cfg.seed, 4)
-    batched = fn(keys, grid)
+    run, keys, grid, _ = compile_study(cfg)
+    batched = run(keys, grid)
+    run1, _, _, _ = compile_study(small_cfg(seeds=1))
     for i in (0, 3):
-        alone = fn(keys[i : i + 1], grid)
+        alone = run1(keys[i : i + 1], grid)
         for n in cfg.optimizer_names:
             # Batch size 1 vs 4 may select a different matmul kernel: agreement to float32
             # rounding (a few ulps over 60 steps), not bit-for-bit.
-            np.testing.assert_allclose(
-                alone.mse_EHS[n][:, :, 0], batched.mse_EHS[n][:, :, i], rtol=1e-5
-            )
+            np.testing.assert_allclose(alone.mse_EHS[n][:, :, 0], batched.mse_EHS[n][:, :, i], rtol=1e-5)
 
 
-def test_seed_groups_give_the_same_runs():
+def test_seed_groups_give_the_same_runs(monkeypatch):
     """Training seeds in groups one after another (lax.map) reorders nothing a user sees."""
     cfg = small_cfg(seeds=8, record_predictions=True)
-    grid, keys = grid_arrays(cfg), seed_keys(cfg.seed, 8)
-    at_once = jax.jit(make_study_fn(cfg))(keys, grid)
+    at_once = run_study(cfg)
+    monkeypatch.setattr(study_mod, "SEEDS_PER_DEVICE_GROUP", 2)
+    assert study_mod.seed_groups(8) == 4
     steps = []
-    grouped = jax.jit(make_study_fn(cfg, progress=steps.append, groups=4))(keys, grid)
+    grouped = run_study(cfg, progress=steps.append)
     for n in cfg.optimizer_names:
         # Batch 8 vs 2 per matmul may pick other kernels: float32 rounding, not bit-identity.
         np.testing.assert_allclose(grouped.mse_EHS[n], at_once.mse_EHS[n], rtol=1e-5)
@@ -75,8 +73,8 @@ def test_seed_groups_give_the_same_runs():
         leaves = zip(jax.tree_util.tree_leaves(grouped.params_HS[n]), jax.tree_util.tree_leaves(at_once.params_HS[n]))
         for a, b in leaves:
             np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
-    jax.effects_barrier()
-    assert max(int(s) for s in steps) == 4 * cfg.train.iters
+    np.testing.assert_array_equal(grouped.x_N, at_once.x_N)
+    assert steps == list(cfg.train.eval_steps[1:])  # after each evaluation interval, in order
 
 
 def test_seed_keys_do_not_depend_on_count():
@@ -84,25 +82,35 @@ def test_seed_keys_do_not_depend_on_count():
     np.testing.assert_array_equal(jax.random.key_data(a), jax.random.key_data(b[:3]))
 
 
-def test_new_grid_values_and_seeds_do_not_recompile():
+def test_new_grid_values_seeds_and_iterations_do_not_recompile():
+    """The compiled study is kept per shape: new lrs, root seed, iterations or evaluation interval
+    reuse it (a notebook calling run_study again waits no compile); a new seed count does not."""
+    study_mod.clear_cache()
     cfg = small_cfg(optimizers=(OptimizerConfig.make("adam", lr=[1e-3, 1e-2]),), seeds=2)
-    compiled, keys, grid, _ = compile_study(cfg)
-    out1 = compiled(keys, grid)
-    other = {"adam": {k: v * 0.5 for k, v in grid["adam"].items()}}
-    with jax.log_compiles():  # a compiled executable cannot recompile; a shape change raises
-        out2 = compiled(seed_keys(99, 2), other)
-    assert not np.allclose(out1.mse_EHS["adam"][-1], out2.mse_EHS["adam"][-1])
-    with pytest.raises(TypeError):
-        compiled(seed_keys(0, 3), grid)
+    first = run_study(cfg)
+    assert first.timing["compile_s"] > 0
+    other = replace(
+        cfg,
+        optimizers=(OptimizerConfig.make("adam", lr=[5e-4, 5e-3]),),
+        seed=99,
+        train=TrainConfig(iters=70, batch_size=16, eval_every=30),
+    )
+    again = run_study(other)
+    assert again.timing["compile_s"] == 0
+    assert list(again.eval_steps) == [0, 30, 60, 70]
+    assert not np.allclose(first.mse_EHS["adam"][-1], again.mse_EHS["adam"][-1])
+    assert run_study(replace(cfg, seeds=3)).timing["compile_s"] > 0
 
 
-def test_jit_cache_reused_across_grid_values():
-    cfg = small_cfg(optimizers=(OptimizerConfig.make("sgd", lr=[1e-3, 1e-2]),), seeds=2)
-    fn = jax.jit(make_study_fn(cfg))
-    fn(seed_keys(0, 2), grid_arrays(cfg))
-    size = fn._cache_size()
-    fn(seed_keys(1, 2), {"sgd": {"lr": jnp.asarray([0.5, 0.25])}})
-    assert fn._cache_size() == size
+def test_compiled_study_has_no_host_callback():
+    """JAX's persistent compilation cache refuses programs with host callbacks: progress is
+    reported between compiled chunks, never from inside them."""
+    cfg = small_cfg(seeds=2)
+    init, chunk = make_study_fns(cfg)
+    keys, grid = seed_keys(0, 2).reshape(1, 2), grid_arrays(cfg)
+    carry, _ = jax.eval_shape(init, keys, grid)
+    for text in (jax.jit(init).lower(keys, grid).as_text(), jax.jit(chunk).lower(carry, 0, 5).as_text()):
+        assert "callback" not in text
 
 
 def test_divergence_is_recorded_and_contained():

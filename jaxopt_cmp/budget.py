@@ -1,0 +1,76 @@
+"""Memory a study needs, estimated from its config before anything is compiled, and the check
+that refuses a config over the budget with the estimate in the message."""
+
+from __future__ import annotations
+
+import math
+import os
+
+from jaxopt_cmp.checks import ConfigError
+from jaxopt_cmp.config import StudyConfig
+
+# Optimizer state slots per parameter (beyond the parameters themselves); 3 covers the registry's
+# largest (AMSGrad and centred RMSprop with momentum keep up to three per-parameter arrays).
+STATE_SLOTS = 3
+# Live copies of a run's flat vectors inside a step: parameters, gradients, updates, new state.
+STEP_COPIES = 3
+
+
+def n_params(cfg: StudyConfig) -> int:
+    widths = [cfg.model.xdim, *cfg.model.hidden, cfg.model.ydim]
+    return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+
+
+def estimate_bytes(cfg: StudyConfig) -> dict[str, int]:
+    """Bytes by purpose: runs (parameters and optimizer state), data (every seed's copy),
+    evaluation activations (one grid point of one seed group at a time), history (MSE at every
+    evaluation and seed 0's predictions), all in the run dtype."""
+    item = 8 if cfg.train.dtype == "float64" else 4
+    runs = sum(o.grid_size for o in cfg.optimizers) * cfg.seeds
+    width = sum(cfg.model.hidden)
+    n, e = cfg.data.n_data, cfg.train.n_evals
+    return {
+        "runs": runs * n_params(cfg) * (1 + STATE_SLOTS + STEP_COPIES) * item,
+        "data": cfg.seeds * n * (cfg.model.xdim + cfg.model.ydim) * item,
+        "evaluation": 2 * cfg.seeds * n * width * item,
+        "steps": 2 * runs * cfg.train.batch_size * width * item,
+        "history": e * runs * item + (e * runs // max(cfg.seeds, 1) * n * item if cfg.record_predictions else 0),
+    }
+
+
+def available_bytes() -> float:
+    """Memory this process may use: the device's limit on accelerators, else the host's available
+    memory (``MemAvailable``)."""
+    import jax
+
+    stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
+    if stats and "bytes_limit" in stats:
+        return float(stats["bytes_limit"])
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return float(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+
+
+def _gb(b: float) -> str:
+    return f"{b / 1e9:.3g} GB"
+
+
+def check_budget(cfg: StudyConfig, max_bytes: float | None = None) -> None:
+    """Raises ``ConfigError`` (setting ``max_memory``) when the estimate exceeds ``max_bytes``
+    (default 80% of :func:`available_bytes`)."""
+    limit = 0.8 * available_bytes() if max_bytes is None else float(max_bytes)
+    parts = estimate_bytes(cfg)
+    total = sum(parts.values())
+    if not math.isfinite(total) or total > limit:
+        detail = ", ".join(f"{k} {_gb(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
+        raise ConfigError(
+            "max_memory",
+            _gb(limit),
+            f"this study needs about {_gb(total)} ({detail}); reduce seeds, grid, data size, width or "
+            "evaluations, or raise --max-memory",
+        )
