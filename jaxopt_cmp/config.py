@@ -25,10 +25,11 @@ def check_representable(opt: OptimizerConfig, dtype: str) -> None:
     """Every grid value keeps its meaning in the run dtype: no overflow to inf, no underflow to 0
     (``lr=1e-320`` is 0 in float32 and would train nothing)."""
     info = np.finfo(dtype)
+    tiny, top = float(info.tiny), float(info.max)
     for key, values in opt.hparams:
         for v in values:
-            if v != 0 and not (info.tiny <= abs(v) <= info.max):
-                raise ConfigError(key, v, f"expected 0 or a magnitude in [{info.tiny:.3g}, {info.max:.3g}] ({dtype})")
+            if v != 0 and not (tiny <= abs(v) <= top):
+                raise ConfigError(key, v, f"expected 0 or a magnitude in [{tiny:.3g}, {top:.3g}] ({dtype})")
 
 
 @dataclass(frozen=True)

@@ -80,6 +80,26 @@ def format_table(header: list[str], rows: list[list], markdown: bool = False) ->
     return "\n".join([line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]])
 
 
+class Table:
+    """A small table that prints as fixed-width text and renders as HTML in a notebook."""
+
+    def __init__(self, header: list[str], rows: list[list]):
+        self.header, self.rows = list(header), [list(r) for r in rows]
+
+    def __str__(self) -> str:
+        return format_table(self.header, self.rows)
+
+    __repr__ = __str__
+
+    def _repr_html_(self) -> str:
+        import html
+
+        cell = lambda tag, c: f"<{tag}>{html.escape(str(c))}</{tag}>"
+        head = "".join(cell("th", c) for c in self.header)
+        body = "".join("<tr>" + "".join(cell("td", c) for c in r) + "</tr>" for r in self.rows)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
 def versions() -> dict[str, str]:
     """Versions of the software and the device a result came from."""
     import flax
@@ -140,9 +160,9 @@ def claim_out_dir(path: str | os.PathLike, overwrite: bool = False, outputs: tup
     import fcntl
 
     out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ConfigError("out", str(out), "expected a directory path, not a file")
     try:
+        if out.exists() and not out.is_dir():
+            raise ConfigError("out", str(out), "expected a directory path, not a file")
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
     except OSError as err:

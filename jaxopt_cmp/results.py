@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig, study_from_dict, to_dict
-from jaxopt_cmp.io import atomic_write_bytes, dumps, json_restore  # noqa: F401  (re-exported)
+from jaxopt_cmp.io import Table, atomic_write_bytes, dumps, json_restore  # noqa: F401  (re-exported)
 
 SCHEMA = "jaxopt_cmp.results/2"
 OLD_SCHEMAS = ("jaxopt_cmp.results/1",)
@@ -82,12 +82,28 @@ class StudyResult:
             f"median final MSE at grid point 0: {medians})"
         )
 
-    def summary(self, target: float | None = None):
-        """Per optimizer at its best grid point: a table that prints as text and renders as HTML
-        in a notebook (:class:`jaxopt_cmp.stats.SummaryTable`)."""
+    def summary(self, target: float | None = None) -> Table:
+        """Per optimizer at its best grid point (lowest median final MSE): hyperparameters, final
+        MSE median and mean with its 95% bootstrap CI, diverged runs, steps to ``target``. Prints as
+        text; renders as HTML in a notebook."""
         from jaxopt_cmp import stats
 
-        return stats.summary_table(self, default_target(self.config) if target is None else target)
+        rows = []
+        for s in stats.summarize(self, default_target(self.config) if target is None else target):
+            hp = ", ".join(f"{k}={v:.3g}" for k, v in s.hparams.items())
+            ttt = f"{s.steps_to_target_median:.0f}" if math.isfinite(s.steps_to_target_median) else "not reached"
+            rows.append(
+                [
+                    s.name,
+                    hp,
+                    f"{s.median:.4g}",
+                    f"{s.mean:.4g} [{s.ci_low:.4g}, {s.ci_high:.4g}]",
+                    f"{s.diverged_at_best}/{s.n_seeds}",
+                    ttt,
+                ]
+            )
+        header = ["optimizer", "best grid point", "median", "mean [95% CI]", "diverged", "steps to target"]
+        return Table(header, rows)
 
     def rows(self, target: float | None = None) -> Iterator[dict]:
         """One dict per run (optimizer x grid point x seed): the ``runs.csv`` rows."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NamedTuple
@@ -122,6 +123,23 @@ def check_runnable(cfg: StudyConfig, data: Data | None, max_bytes: float | None 
     if data is not None:
         check_user_data(data, cfg)
     check_budget(cfg, max_bytes)
+    _warn_if_one_core(cfg)
+
+
+class OneDeviceWarning(UserWarning):
+    """A study could run its seeds on several CPU cores but JAX sees one device."""
+
+
+def _warn_if_one_core(cfg: StudyConfig) -> None:
+    from jaxopt_cmp.runtime import cpu_count
+
+    if cfg.seeds > 1 and jax.device_count() == 1 and jax.default_backend() == "cpu" and cpu_count() > 1:
+        warnings.warn(
+            f"JAX sees one CPU device but this machine has {cpu_count()} cores: the {cfg.seeds} seeds run on one "
+            "core. Call jaxopt_cmp.use_all_cores() before JAX starts (a notebook's first cell) to use them all.",
+            OneDeviceWarning,
+            stacklevel=3,
+        )
 
 
 def _shape_key(cfg: StudyConfig, with_data: bool) -> tuple:

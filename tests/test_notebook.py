@@ -1,0 +1,146 @@
+"""The library from a notebook (issue 12): tidy results, short reprs, every core, and results of
+an optimizer that is not registered loading and re-rendering elsewhere."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxopt_cmp.config import OptimizerConfig, seed_study
+from jaxopt_cmp.results import load_result, save_result
+from jaxopt_cmp.study import OneDeviceWarning, run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+LRS = [1e-3, 3e-2]
+
+
+@pytest.fixture(scope="module")
+def result():
+    cfg = seed_study(
+        optimizers=(OptimizerConfig.make("adam", lr=LRS), OptimizerConfig.make("sgd", lr=0.1)),
+        iters=40,
+        eval_every=20,
+        n_data=128,
+        batch_size=16,
+        hidden=(8,),
+        seeds=3,
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", OneDeviceWarning)
+        return run_study(cfg)
+
+
+def test_runs_csv_has_one_row_per_run_at_the_users_exact_values(result, tmp_path):
+    save_result(result, tmp_path)
+    with open(tmp_path / "runs.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == (2 + 1) * 3  # adam 2 grid points + sgd 1, x 3 seeds
+    adam = [r for r in rows if r["optimizer"] == "adam"]
+    assert sorted({r["lr"] for r in adam}) == ["0.001", "0.03"]  # not 0.0010000000474974513
+    assert {r["beta2"] for r in adam} == {"0.999"} and {r["beta2"] for r in rows if r["optimizer"] == "sgd"} == {""}
+    for r in rows:
+        h, s = int(r["grid_index"]), int(r["seed"])
+        assert float(r["final_mse"]) == float(result.mse_EHS[r["optimizer"]][-1, h, s])
+    with open(tmp_path / "history.csv") as f:
+        history = list(csv.DictReader(f))
+    assert len(history) == len(rows) * len(result.eval_steps)
+
+
+def test_frames_match_the_arrays(result):
+    pd = pytest.importorskip("pandas")
+    df = result.to_frame()
+    assert isinstance(df, pd.DataFrame) and len(df) == 9
+    med = df[df.optimizer == "adam"].groupby("lr").final_mse.median()
+    np.testing.assert_allclose(med.loc[0.001], np.median(result.mse_EHS["adam"][-1, 0]))
+    hist = result.history_frame()
+    assert set(hist.columns) == {"optimizer", "grid_index", "seed", "step", "mse"}
+    assert hist.step.max() == 40
+
+
+def test_repr_is_short_and_summary_renders_as_text_and_html(result):
+    text = repr(result)
+    assert len(text) < 300 and "adam[2]" in text and "3 seed" in text
+    table = result.summary()
+    assert "adam" in str(table) and "<table>" in table._repr_html_()
+    assert len(table.rows) == 2
+
+
+def test_saved_results_keep_exact_grid_values(result, tmp_path):
+    save_result(result, tmp_path)
+    loaded, doc = load_result(tmp_path)
+    assert doc["grid"]["adam"]["lr"] == LRS
+    assert loaded.grid["adam"]["lr"].tolist() == LRS
+    assert doc["final_mse"]["sgd"] == result.mse_EHS["sgd"][-1].tolist()  # grid x seeds for every kind of run
+
+
+def test_results_of_an_unregistered_optimizer_rerender_in_a_fresh_process(tmp_path):
+    """Registered here, trained and saved; a new process (where it is not registered) re-renders."""
+    code = textwrap.dedent(f"""
+        import optax
+        from jaxopt_cmp.optimizers import register_optimizer, POSITIVE, UNIT
+        from jaxopt_cmp.config import seed_study
+        from jaxopt_cmp.results import save_result
+        from jaxopt_cmp.study import run_study
+        register_optimizer("adabelief", lambda lr, beta1: optax.adabelief(lr, b1=beta1),
+                           {{"lr": 1e-3, "beta1": 0.9}}, {{"lr": POSITIVE, "beta1": UNIT}})
+        cfg = seed_study(optimizers=("adabelief", "sgd"), iters=20, eval_every=10, n_data=128,
+                         batch_size=16, hidden=(8,), seeds=2)
+        save_result(run_study(cfg), {str(tmp_path / "run")!r})
+    """)
+    (tmp_path / "run").mkdir()
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "scripts/study.py",
+            "--from",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "again"),
+            "--no-cache",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "adabelief" in proc.stdout and (tmp_path / "again" / "lr_sensitivity.png").exists()
+    assert (tmp_path / "again" / "results.json").exists()
+
+
+def test_from_refuses_training_flags(usage_error, tmp_path):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import study
+
+    err = usage_error(study, ["--from", str(tmp_path), "--iters", "5"])
+    assert "--iters" in err and "do not apply" in err
+
+
+def test_use_all_cores_before_jax_starts():
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    code = (
+        "import jaxopt_cmp, sys; n = jaxopt_cmp.use_all_cores(3); assert 'jax' not in sys.modules; "
+        "import jax; print(n, jax.device_count())"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    assert out.split() == ["3", "3"]
+    late = "import jax; jax.devices(); import jaxopt_cmp; jaxopt_cmp.use_all_cores(3)"
+    proc = subprocess.run([sys.executable, "-c", late], capture_output=True, text=True, env=env)
+    assert proc.returncode != 0 and "before any JAX computation" in proc.stderr
+
+
+def test_a_study_that_could_shard_warns_when_it_sees_one_device(monkeypatch):
+    import jaxopt_cmp.runtime as runtime
+
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 4)
+    cfg = seed_study(iters=10, eval_every=10, n_data=64, batch_size=8, hidden=(4,), seeds=2, optimizers=("sgd",))
+    with pytest.warns(OneDeviceWarning, match="use_all_cores"):
+        run_study(cfg)
