@@ -356,4 +356,5 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
                 progress(t0 + length)
         return collect(cfg, carry, evals, prepared.unravel)
 
+    run.memory_analysis = chunk.memory_analysis  # the training loop's XLA buffers (bench.py reads it)
     return run, seed_keys(cfg.seed, cfg.seeds), prepared.grid, prepared.timing["compile_s"]

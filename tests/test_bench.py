@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 import torch
 
-from jaxopt_cmp.config import DataConfig, ModelConfig
+from jaxopt_cmp.config import DataConfig, ModelConfig, seed_study
 from torch_ref import batched
 from torch_ref.convert import params_from_torch
 from torch_ref.data import make_data
@@ -126,6 +126,31 @@ def test_stacking_refuses_optimizers_that_are_not_elementwise(problem):
         batched.make_batched("lamb", batched.stack_models(problem.models), lr=1e-2)
     with pytest.raises(ValueError, match="elementwise"):
         batched.func_runs("lars", problem.models, lr=1e-2)
+
+
+# A whole workload, each way the benchmark holds it
+
+
+def test_torch_runs_of_every_kind_train_the_same_runs():
+    """TorchRuns' eager, stacked and torch.func kinds: same data, weights and batches, same losses."""
+    cfg = seed_study(seeds=2, iters=1, n_data=N_DATA, batch_size=BATCH, record_predictions=False)
+    losses = {}
+    for kind in ("eager", "batched", "func"):
+        runs = batched.TorchRuns(kind, cfg)
+        runs.set_batches(5)
+        before = runs.evaluate()
+        runs.train(5, eval_steps=frozenset({0, 5}))
+        after = np.array(runs.evaluate())
+        assert np.all(after < np.array(before)), kind  # it trained
+        # eager lists runs seed-major, the stacked kinds optimizer-major
+        losses[kind] = after.reshape(2, 3).T.ravel() if kind == "eager" else after
+    np.testing.assert_allclose(losses["batched"], losses["eager"], rtol=1e-5)
+    np.testing.assert_allclose(losses["func"], losses["eager"], rtol=1e-5)
+
+
+def test_torch_runs_refuse_an_unknown_kind():
+    with pytest.raises(ValueError, match="kind"):
+        batched.TorchRuns("jit", seed_study(n_data=N_DATA, record_predictions=False))
 
 
 # The benchmark script, tiny

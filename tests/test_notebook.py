@@ -144,3 +144,16 @@ def test_a_study_that_could_shard_warns_when_it_sees_one_device(monkeypatch):
     cfg = seed_study(iters=10, eval_every=10, n_data=64, batch_size=8, hidden=(4,), seeds=2, optimizers=("sgd",))
     with pytest.warns(OneDeviceWarning, match="use_all_cores"):
         run_study(cfg)
+
+
+def test_compare_without_figures_imports_neither_pyplot_nor_torch(tmp_path):
+    code = textwrap.dedent(f"""
+        import sys
+        sys.path.insert(0, "scripts")
+        import compare
+        compare.main("--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots --no-cache "
+                     "--out {tmp_path / 'o'}".split())
+        heavy = [m for m in ("matplotlib.pyplot", "torch", "pandas") if m in sys.modules]
+        assert not heavy, heavy
+    """)
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)

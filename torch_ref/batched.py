@@ -16,6 +16,9 @@ the optimizer is *elementwise*: every state entry and update entry depends only 
 of the parameter and gradient (SGD, momentum, Adam). :func:`make_batched` refuses the others (a
 norm- or layer-wise rule such as LARS or Lamb would mix runs). ``tests/test_bench.py`` checks
 per-run equality with the eager loop, step by step, in float64.
+
+:class:`TorchRuns` holds a whole workload (every optimizer x S seeds) in one of four ways (eager
+models, stacked, ``torch.func``, ``torch.compile`` of the stacked step) for the benchmark.
 """
 
 from __future__ import annotations
@@ -27,12 +30,16 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from jaxopt_cmp.config import StudyConfig
 from torch_ref.convert import params_from_torch
+from torch_ref.data import make_data
 from torch_ref.model import MLP
 from torch_ref.optimizers import make_optimizer
+from torch_ref.train import _DATA, initial_model, seed_generator, train_step
 
 # Registry optimizers whose torch.optim update is elementwise, so stacking runs is exact.
 ELEMENTWISE = ("sgd", "momentum", "adam")
+KINDS = ("eager", "batched", "func", "compile")  # the ways TorchRuns holds a workload
 
 
 class Batched(NamedTuple):
@@ -177,3 +184,95 @@ def func_unstack(runs: FuncRuns, model: MLP, r: int) -> dict[str, dict[str, np.n
     with torch.no_grad():
         one.load_state_dict({k: v[r] for k, v in runs.params.items()})
     return params_from_torch(one)
+
+
+# A whole workload
+
+
+class TorchRuns:
+    """Every optimizer x S seeds of ``cfg`` held one ``kind`` of way; data, weights and batches up front.
+
+    Seed s's data and initial weights come from ``torch_ref.train``'s seeded generators (as
+    ``run_study`` makes them); batch indices (with replacement, as the JAX engine draws them) from
+    this object's own generator, seeded with ``cfg.seed``. Each optimizer uses its first grid point.
+    """
+
+    def __init__(self, kind: str, cfg: StudyConfig):
+        if kind not in KINDS:
+            raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
+        self.kind, self.seeds = kind, cfg.seeds
+        self.n_data, self.batch_size = cfg.data.n_data, cfg.train.batch_size
+        data = [make_data(seed_generator(cfg.seed, s, _DATA), cfg.data) for s in range(cfg.seeds)]
+        self.x_SN1 = torch.stack([x for x, _ in data])
+        self.y_SN1 = torch.stack([y for _, y in data])
+        inits = [initial_model(cfg, s) for s in range(cfg.seeds)]
+        self.hparams = {o.name: {k: v[0] for k, v in o.grid().items()} for o in cfg.optimizers}
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.rows = torch.arange(cfg.seeds)[:, None]
+        self.set_batches(16)
+        if kind == "eager":
+            self.models = [self._eager_runs(init) for init in inits]
+        elif kind == "func":
+            self.runs = [func_runs(n, inits, **hp) for n, hp in self.hparams.items()]
+            self.grad_fn, self.loss_fn = make_func_grad(inits[0]), make_func_loss(inits[0])
+        else:
+            self.runs = [make_batched(n, stack_models(inits), **hp) for n, hp in self.hparams.items()]
+            self.compiled = None
+            if kind == "compile":
+                torch._dynamo.reset()  # a fresh compile per workload, never dynamo's eager fallback
+                self.compiled = torch.compile(self._stacked_step, dynamic=False)
+
+    def _eager_runs(self, init: MLP) -> list[tuple[MLP, torch.optim.Optimizer]]:
+        """One model (a copy of ``init``) and its optimizer per optimizer: the seed notebook's way."""
+        models = {n: copy.deepcopy(init) for n in self.hparams}
+        return [(m, make_optimizer(n, m.parameters(), **self.hparams[n])) for n, m in models.items()]
+
+    def set_batches(self, steps: int) -> None:
+        """Draws the batch indices of ``steps`` steps (``step(t)`` cycles through them)."""
+        shape = (steps, self.seeds, self.batch_size)
+        self.idx_TSB = torch.randint(0, self.n_data, shape, generator=self.generator)
+
+    def _stacked_step(self, x_SB1: torch.Tensor, y_SB1: torch.Tensor) -> None:
+        for run in self.runs:
+            batched_step(run, x_SB1, y_SB1)
+
+    def step(self, t: int) -> None:
+        """One update of every run (all optimizers, all seeds) on step t's minibatches."""
+        idx_SB = self.idx_TSB[t % len(self.idx_TSB)]
+        if self.kind == "eager":
+            for s, runs in enumerate(self.models):
+                x, y = self.x_SN1[s, idx_SB[s]], self.y_SN1[s, idx_SB[s]]
+                for model, optimizer in runs:
+                    train_step(model, optimizer, x, y)
+            return
+        x_SB1, y_SB1 = self.x_SN1[self.rows, idx_SB], self.y_SN1[self.rows, idx_SB]
+        if self.kind == "func":
+            for run in self.runs:
+                func_step(self.grad_fn, run, x_SB1, y_SB1)
+        else:
+            (self.compiled or self._stacked_step)(x_SB1, y_SB1)
+
+    def evaluate(self) -> list[float]:
+        """Every run's full-data MSE, seed-major for eager, optimizer-major for the stacked kinds."""
+        with torch.no_grad():
+            if self.kind == "eager":
+                return [
+                    torch.mean((m(x) - y) ** 2).item()
+                    for runs, x, y in zip(self.models, self.x_SN1, self.y_SN1)
+                    for m, _ in runs
+                ]
+            if self.kind == "func":
+                detached = [{k: p.detach() for k, p in run.params.items()} for run in self.runs]
+                losses = [self.loss_fn(p, self.x_SN1, self.y_SN1) for p in detached]
+            else:
+                losses = [batched_mse(run.params, self.x_SN1, self.y_SN1) for run in self.runs]
+            return torch.cat(losses).tolist()
+
+    def train(self, steps: int, eval_steps: frozenset[int] = frozenset()) -> None:
+        """``steps`` updates, evaluating every run after each step count in ``eval_steps`` (0: before)."""
+        if 0 in eval_steps:
+            self.evaluate()
+        for t in range(steps):
+            self.step(t)
+            if t + 1 in eval_steps:
+                self.evaluate()
