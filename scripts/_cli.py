@@ -54,7 +54,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, aliases: dict[str, str] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
-        self.aliases = aliases or {}
+        self.aliases = {"optimizer": "optimizers", **(aliases or {})}
         Parser.last = self
 
     def error(self, message):
