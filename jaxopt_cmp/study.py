@@ -25,6 +25,7 @@ from jaxopt_cmp.budget import check_budget
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.data import Data, check_user_data
+from jaxopt_cmp.distributed import check_same_on_every_process, shard_seeds, to_host
 from jaxopt_cmp.io import versions
 from jaxopt_cmp.results import StudyResult
 from jaxopt_cmp.train import Carry, Evaluation, chunk_lengths, flat_model, make_study_fns
@@ -99,8 +100,7 @@ def layouts(mesh: Mesh | None, carry_eval):
 def group_keys(keys_S: jax.Array, groups: int, mesh: Mesh | None) -> jax.Array:
     """``(S,) -> (J, K)``: group ``j`` holds seeds ``j, j + J, ...`` (seed ``s = k * J + j``), so a
     seed axis sharded in contiguous blocks stays sharded along K; then placed across devices."""
-    keys_JK = keys_S.reshape(-1, groups).T
-    return keys_JK if mesh is None else jax.device_put(keys_JK, NamedSharding(mesh, PartitionSpec(None, "seeds")))
+    return shard_seeds(keys_S.reshape(-1, groups).T, mesh, axis=1)
 
 
 def ungroup(x_JK: np.ndarray, axis: int) -> np.ndarray:
@@ -235,6 +235,7 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     data (see :func:`jaxopt_cmp.data.data_from_arrays`). Refuses, before compiling, a config whose
     estimated memory exceeds ``max_bytes`` (default: most of the available memory)."""
     check_runnable(cfg, data, max_bytes)
+    check_same_on_every_process(cfg, data)
     key = _shape_key(cfg, data is not None)
     groups = seed_groups(cfg.seeds)
     mesh = seed_mesh(cfg.seeds, groups)
@@ -263,7 +264,7 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
         compile_s += time.perf_counter() - start
     start = time.perf_counter()
     first_name = cfg.optimizer_names[0]
-    initial_flat = _to_host(carry.runs[first_name].params)[0, 0, 0]
+    initial_flat = to_host(carry.runs[first_name].params)[0, 0, 0]
     setup_s += time.perf_counter() - start
     _, unravel = flat_model(cfg)
     return PreparedStudy(
@@ -289,29 +290,20 @@ def clear_cache() -> None:
     _COMPILED.clear()
 
 
-def _to_host(x) -> np.ndarray:
-    """A numpy copy; arrays spread over several hosts (jax.distributed) are gathered first."""
-    if isinstance(x, jax.Array) and not x.is_fully_addressable:
-        from jax.experimental import multihost_utils
-
-        return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-    return np.asarray(x)
-
-
 def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel) -> StudyOutput:
     """Host arrays with the seed axis restored (J, K -> S) from the final carry and evaluations."""
     names = cfg.optimizer_names
-    mse_EJHK = {n: np.stack([_to_host(ev.mse_JHK[n]) for ev in evals]) for n in names}
+    mse_EJHK = {n: np.stack([to_host(ev.mse_JHK[n]) for ev in evals]) for n in names}
     params = {}
     for n in names:
-        flat_HSP = ungroup(_to_host(carry.runs[n].params), 2)
+        flat_HSP = ungroup(to_host(carry.runs[n].params), 2)
         params[n] = jax.vmap(jax.vmap(unravel))(jnp.asarray(flat_HSP))
     pred = None
     if cfg.record_predictions:
-        pred = {n: np.stack([_to_host(ev.pred_HN[n]) for ev in evals]) for n in names}
+        pred = {n: np.stack([to_host(ev.pred_HN[n]) for ev in evals]) for n in names}
     return StudyOutput(
         {n: ungroup(np.moveaxis(m, 1, 0), 3) for n, m in mse_EJHK.items()},
-        {n: ungroup(_to_host(carry.runs[n].diverged_at), 2) for n in names},
+        {n: ungroup(to_host(carry.runs[n].diverged_at), 2) for n in names},
         {n: jax.tree_util.tree_map(np.asarray, p) for n, p in params.items()},
         pred,
     )
@@ -319,7 +311,7 @@ def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel) ->
 
 def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel) -> StudyResult:
     out = collect(cfg, carry, evals, unravel)
-    x_JKN1, y_JKN1 = _to_host(carry.data.x), _to_host(carry.data.y)
+    x_JKN1, y_JKN1 = to_host(carry.data.x), to_host(carry.data.y)
     return StudyResult(
         config=cfg,
         eval_steps=np.asarray(cfg.train.eval_steps),

@@ -1,0 +1,133 @@
+"""Several processes (``jax.distributed``): the seed axis over every process's devices, results
+gathered back on every process.
+
+Every process runs the same script with the same config and data, so each builds the same seed
+keys, grid and data locally. The keys become one global array (:func:`shard_seeds`, each process
+filling its own devices' shards); the grid and data go in as they are: JAX takes a host-local
+input that is the same on every process as replicated, and :func:`check_same_on_every_process`
+makes sure it is. Outputs come back to numpy on every process (:func:`to_host`). With one process
+(one or several local devices) this is what the study always did.
+
+When the seeds do not divide evenly over all devices the study gets no mesh: then every process
+trains every seed on its own first device, with no communication, and all hold the same result.
+
+The library never starts the runtime: a script calls :func:`initialize` first, on every process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from jaxopt_cmp.checks import ConfigError, check_int
+from jaxopt_cmp.config import StudyConfig, to_dict
+
+
+def initialize(
+    coordinator_address: str | None = None,
+    num_processes: int | None = None,
+    process_id: int | None = None,
+    *,
+    cpu_collectives: str | None = "gloo",
+    **kwargs,
+) -> None:
+    """Starts JAX's multi-process runtime; call it on every process before any other JAX call.
+
+    With no arguments JAX reads the process layout from SLURM (``srun``), Open MPI (``mpirun``) or
+    a TPU pod; otherwise give all three (``coordinator_address="host:port"`` of process 0).
+    ``kwargs`` go to :func:`jax.distributed.initialize` (e.g. ``initialization_timeout``).
+
+    This changes JAX's global state, which is why only the caller does it: it also sets
+    ``jax_cpu_collectives_implementation`` to ``cpu_collectives`` (``"gloo"``, what XLA:CPU needs
+    for collectives across processes; ``None`` leaves the setting alone).
+    """
+    if num_processes is not None:
+        check_int("num_processes", num_processes)
+    if process_id is not None:
+        check_int("process_id", process_id, low=0)
+        if num_processes is not None and process_id >= num_processes:
+            raise ConfigError("process_id", process_id, f"expected 0 <= process_id < num_processes={num_processes}")
+    if coordinator_address is not None:
+        host, _, port = coordinator_address.rpartition(":")
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ConfigError("coordinator", coordinator_address, "expected HOST:PORT of process 0, e.g. node1:12345")
+    if cpu_collectives is not None:
+        jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
+    jax.distributed.initialize(coordinator_address, num_processes, process_id, **kwargs)
+
+
+def is_main_process() -> bool:
+    """True on the one process that writes files: process 0 (the only one without jax.distributed)."""
+    return jax.process_index() == 0
+
+
+def shard_seeds(keys: jax.Array, mesh: Mesh | None, axis: int = 0) -> jax.Array:
+    """``keys`` (the same on every process) with the seed axis ``axis`` split over ``mesh``'s one
+    axis: ``device_put`` with one process; with several each process fills only its own devices'
+    shards (``device_put`` cannot reach other processes' devices). Unchanged without a mesh."""
+    if mesh is None:
+        return keys
+    sharding = NamedSharding(mesh, PartitionSpec(*(None,) * axis, mesh.axis_names[0]))
+    if jax.process_count() == 1:
+        return jax.device_put(keys, sharding)
+    return jax.make_array_from_callback(keys.shape, sharding, lambda index: keys[index])
+
+
+def _digest(tree) -> np.ndarray:
+    """SHA-256 of a tree's structure, shapes, dtypes and bytes, as 8 uint32 (same shape everywhere)."""
+    h = hashlib.sha256(str(jax.tree_util.tree_structure(tree)).encode())
+    for leaf in jax.tree_util.tree_leaves(tree):
+        a = np.ascontiguousarray(leaf)
+        h.update(f"{a.shape}{a.dtype}".encode())
+        h.update(a.tobytes())
+    return np.frombuffer(h.digest(), np.uint32)
+
+
+def check_same_on_every_process(cfg: StudyConfig, data=None) -> None:
+    """ConfigError unless every process runs the same config on the same data (no-op with one).
+
+    Processes started with different settings compile different programs whose collectives do
+    not match (gloo then aborts every process with a C++ stack trace, after compiling); processes
+    with different data would train their shards on it silently. One small all-gather instead.
+    """
+    if jax.process_count() == 1:
+        return
+    from jax.experimental import multihost_utils
+
+    text = json.dumps(to_dict(cfg), sort_keys=True)
+    mine_28 = np.stack([_digest(np.frombuffer(text.encode(), np.uint8)), _digest(data)])
+    all_P28 = np.asarray(multihost_utils.process_allgather(mine_28))
+    named = (("config", f"seed={cfg.seed}, seeds={cfg.seeds}"), ("data", cfg.data.source or "(arrays)"))
+    for row, (setting, value) in enumerate(named):
+        differ = [p for p in range(len(all_P28)) if not np.array_equal(all_P28[p, row], all_P28[0, row])]
+        if differ:
+            raise ConfigError(setting, value, f"expected the same on every process; process(es) {differ} differ from 0")
+
+
+def _identity(tree):
+    return tree
+
+
+def to_host(tree):
+    """Numpy copies of ``tree``'s leaves (a tree or one array), the same on every process.
+
+    Leaves spread over several processes are gathered by one program for the whole tree (one
+    compilation per call, where ``multihost_utils.process_allgather`` compiles one per leaf shape).
+    """
+    leaves, treedef = jax.tree_util.tree_flatten(tree)
+    spread = [i for i, x in enumerate(leaves) if isinstance(x, jax.Array) and not x.is_fully_addressable]
+    named = [i for i in spread if isinstance(leaves[i].sharding, NamedSharding)]
+    if named:
+        everywhere = [NamedSharding(leaves[i].sharding.mesh, PartitionSpec()) for i in named]
+        gathered = jax.jit(_identity, out_shardings=everywhere)([leaves[i] for i in named])
+        for i, x in zip(named, gathered):
+            leaves[i] = x.addressable_data(0)
+    for i in set(spread) - set(named):
+        from jax.experimental import multihost_utils
+
+        leaves[i] = multihost_utils.process_allgather(leaves[i], tiled=True)
+    return jax.tree_util.tree_unflatten(treedef, [np.asarray(x) for x in leaves])
