@@ -194,12 +194,13 @@ def setup_jax(args) -> None:
 
 
 def timing_line(timing: dict, framework: str = "jax") -> str:
-    """``setup 0.41 s, compile 2.80 s, train 1.20 s`` (compile "reused" when nothing compiled)."""
+    """``setup 0.41 s, compile 2.80 s`` (compile "reused" when nothing compiled); the tables give
+    the training time."""
     if framework == "torch":
-        return f"train {timing['train_s']:.2f} s (eager torch: nothing to compile)"
+        return "eager torch: nothing to compile"
     compile_s = timing.get("compile_s", 0.0)
     compiled = f"{compile_s:.2f} s" if compile_s > 0 else "reused (compiled earlier in this process)"
-    return f"setup {timing.get('setup_s', 0.0):.2f} s, compile {compiled}, train {timing['train_s']:.2f} s"
+    return f"setup {timing.get('setup_s', 0.0):.2f} s, compile {compiled}"
 
 
 class Progress:

@@ -92,7 +92,9 @@ def write_figures(result, out: Path) -> list[Path]:
     start = time.perf_counter()
     figs = figures.compare_figures(result)
     if result.pred_EHN:
-        figs["fits.gif"] = figures.fits_gif(result)
+        from jaxopt_cmp.animation import fits_gif
+
+        figs["fits.gif"] = fits_gif(result)
     paths = figures.save_figures(figs, out)
     result.timing["figures_s"] = time.perf_counter() - start
     return paths

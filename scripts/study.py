@@ -107,7 +107,10 @@ def main(argv=None) -> None:
         t = result.timing
         t["peak_rss_mb"] = peak_rss_mb()
         rate = runs * cfg.train.iters / t["train_s"]
-        print(f"{_cli.timing_line(t)} ({rate:,.0f} model-steps/s), peak RSS {t['peak_rss_mb']:.0f} MB")
+        print(
+            f"{_cli.timing_line(t)}, train {t['train_s']:.2f} s ({rate:,.0f} model-steps/s), "
+            f"peak RSS {t['peak_rss_mb']:.0f} MB"
+        )
         _cli.State.results = save_result(result, out.path, target=target)
         print(f"wrote {_cli.State.results}")
         paths = report_study(result, out.path, target, not args.no_plots)
