@@ -28,7 +28,7 @@ from jaxopt_cmp.data import Data, check_user_data
 from jaxopt_cmp.distributed import check_same_on_every_process, shard_seeds, to_host
 from jaxopt_cmp.io import versions
 from jaxopt_cmp.results import StudyResult
-from jaxopt_cmp.train import Carry, Evaluation, chunk_lengths, flat_model, make_study_fns
+from jaxopt_cmp.train import Carry, Evaluation, chunk_lengths, flat_model, make_study_fns, steps_per_draw
 
 
 class StudyOutput(NamedTuple):
@@ -145,7 +145,7 @@ def _warn_if_one_core(cfg: StudyConfig) -> None:
 def _shape_key(cfg: StudyConfig, with_data: bool) -> tuple:
     """The part of a config the compiled program depends on (values like lr, seed, iters: not)."""
     optimizers = tuple((o.name, tuple(sorted(o.grid())), o.grid_size) for o in cfg.optimizers)
-    train = replace(cfg.train, iters=1, eval_every=1)
+    train = (cfg.train.batch_size, cfg.train.dtype, steps_per_draw(cfg.train.eval_every))
     return (
         optimizers,
         replace(cfg.data, source=""),

@@ -8,7 +8,7 @@ same step. The study is two pure functions, each jitted once by the caller:
 - ``init(keys_JK, hparams, data) -> (Carry, Evaluation)``: data, initial weights and optimizer
   states of every run, and the evaluation at step 0;
 - ``chunk(carry, t0, length) -> (Carry, Evaluation)``: ``length`` steps from step ``t0``, then the
-  full-data evaluation.
+  full-data evaluation (batches drawn a bounded number of steps at a time).
 
 The caller loops over the evaluation interval in Python (:mod:`jaxopt_cmp.study`): progress is
 reported between chunks, so the compiled program has no host callback (JAX's persistent
@@ -176,15 +176,28 @@ def make_study_fns(cfg: StudyConfig):
         pred = {n: p[0] for n, (_, p) in per_group.items()} if record else None  # group 0: seed 0
         return Evaluation(mse_JHK, pred)
 
-    def step_group(runs, data_K, key_K, t):
-        idx_KB = jax.vmap(lambda k: batch_indices(k, t[None], n_data, batch_size)[0])(key_K)
-        x_KB = jax.vmap(lambda a, i: a[i])(data_K.x, idx_KB)  # per seed: (N, 1)[(B,)] -> (B, 1)
-        y_KB = jax.vmap(lambda a, i: a[i])(data_K.y, idx_KB)
-        new = {}
-        for n in names:
-            f = jax.vmap(jax.vmap(steps[n], (0, 0, 0, None)), (0, None, None, None))
-            new[n], _ = f(runs[n], x_KB, y_KB, t)
-        return new
+    draw = steps_per_draw(cfg.train.eval_every)
+
+    def steps_from(runs, data_K, key_K, t0, end):
+        """``draw`` steps from ``t0`` (those at or past ``end`` leave the runs as they are): the
+        batches of those steps are drawn at once, so memory is bounded by ``draw``, never by the
+        evaluation interval."""
+        t_C = t0 + jnp.arange(draw)
+        idx_KCB = jax.vmap(lambda k: batch_indices(k, t_C, n_data, batch_size))(key_K)
+        gather = jax.vmap(lambda a, i: a[i])  # per seed: (N, 1)[(C, B)] -> (C, B, 1)
+        x_CKB = jnp.swapaxes(gather(data_K.x, idx_KCB), 0, 1)
+        y_CKB = jnp.swapaxes(gather(data_K.y, idx_KCB), 0, 1)
+
+        def body(runs, inputs):
+            x_KB, y_KB, t = inputs
+            new = {}
+            for n in names:
+                f = jax.vmap(jax.vmap(steps[n], (0, 0, 0, None)), (0, None, None, None))
+                new[n], _ = f(runs[n], x_KB, y_KB, t)
+            keep = lambda a, b: jnp.where(t < end, a, b)
+            return jax.tree_util.tree_map(keep, new, runs), None
+
+        return jax.lax.scan(body, runs, (x_CKB, y_CKB, t_C))[0]
 
     def init(keys_JK, hparams, data: Data | None = None) -> tuple[Carry, Evaluation]:
         seeds = jax.vmap(jax.vmap(lambda k: seed_inputs(k, cfg, data)))(keys_JK)
@@ -195,18 +208,28 @@ def make_study_fns(cfg: StudyConfig):
 
     def chunk(carry: Carry, t0, length) -> tuple[Carry, Evaluation]:
         # Groups one after another (lax.map), each for the whole chunk: a large study's per-step
-        # working set then stays cache-sized. Batches are drawn inside the step, so memory does
-        # not grow with the evaluation interval.
+        # working set then stays cache-sized.
         def group(c):
             runs, data, key = c
-            body = lambda t, r: step_group(r, data, key, t)
-            return jax.lax.fori_loop(t0, t0 + length, body, runs)
+            body = lambda i, r: steps_from(r, data, key, t0 + i * draw, t0 + length)
+            return jax.lax.fori_loop(0, (length + draw - 1) // draw, body, runs)
 
         runs = jax.lax.map(group, (carry.runs, carry.data, carry.batch_key))
         carry = carry._replace(runs=runs)
         return carry, evaluate(carry)
 
     return init, chunk
+
+
+MAX_DRAW = 128
+
+
+def steps_per_draw(eval_every: int) -> int:
+    """Steps whose batches are drawn together: at most :data:`MAX_DRAW` (bounded memory), and
+    dividing an evaluation interval into equal parts, so at most a few steps per interval are
+    computed and masked. Drawing per step instead cost ~30% of the seed study's time on CPU."""
+    parts = -(-eval_every // MAX_DRAW)
+    return -(-eval_every // parts)
 
 
 def chunk_lengths(eval_steps: tuple[int, ...]) -> list[tuple[int, int]]:
