@@ -202,8 +202,10 @@ def save_result(
     result: StudyResult, out: str | os.PathLike, framework: str = "jax", target: float | None = None
 ) -> Path:
     """Writes ``arrays.npz``, ``runs.csv``, ``history.csv``, then ``results.json`` into ``out``
-    (each atomically; the JSON last, so it only ever describes files already in place)."""
+    (each atomically; the JSON last, so it only ever describes files already in place), creating
+    ``out`` if needed. Scripts claim ``out`` first (:func:`jaxopt_cmp.io.claim_out_dir`)."""
     out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
     arrays = {"eval_steps_E": result.eval_steps, "x_N": result.x_N, "y_N": result.y_N}
     for n in result.mse_EHS:
         arrays[f"mse_EHS/{n}"] = result.mse_EHS[n]
