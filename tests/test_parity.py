@@ -249,9 +249,11 @@ def test_init_checks_reject_flax_truncated_he_normal(init_samples):
 
 
 # ---------------------------------------------------------------------------------------------
-# Whole studies: same schema, same outcome in distribution (the random streams differ)
+# Whole studies: the torch loop writes the engine's schema. (That both learn the same in
+# distribution on their own random streams: tests/test_torch_ref.py, long enough that every
+# optimizer learns beyond the mean; step by step on the same batches: tests/test_engine_parity.py.)
 
-STUDY = StudyConfig(data=DataConfig(n_data=2_000), train=TrainConfig(iters=300, eval_every=100), seeds=6)
+STUDY = StudyConfig(data=DataConfig(n_data=256), train=TrainConfig(iters=20, eval_every=10), seeds=2)
 
 
 @pytest.fixture(scope="module")
@@ -272,25 +274,6 @@ def schema(result) -> dict:
 def test_torch_study_has_the_jax_schema(studies):
     jax_result, torch_result = studies["jax"], studies["torch"]
     assert schema(torch_result) == schema(jax_result)
-    assert schema(torch_result)["['pred_EHN']['adam']"] == ((4, 1, 2_000), np.float32)
+    assert schema(torch_result)["['pred_EHN']['adam']"] == ((3, 1, 256), np.float32)
     assert {"compile_s", "train_s"} <= set(torch_result.timing)
     assert {"numpy", "python", "device"} <= set(torch_result.versions)
-
-
-# Over root seeds 0-3 (6 seeds, 300 steps, 2,000 points) the torch/JAX ratio of median final MSE
-# was 0.94-1.11 for every optimizer; the medians were about sgd 0.10, momentum 0.09, adam 0.045.
-MEDIAN_FACTOR = 1.3
-
-
-def test_whole_runs_agree_in_distribution(studies):
-    medians = {
-        framework: {n: float(np.median(r.final_mse_HS[n][0])) for n in STUDY.optimizer_names}
-        for framework, r in studies.items()
-    }
-    for name in STUDY.optimizer_names:
-        ratio = medians["torch"][name] / medians["jax"][name]
-        assert 1 / MEDIAN_FACTOR < ratio < MEDIAN_FACTOR, (name, medians)
-    for framework, m in medians.items():
-        # The seed's finding, already clear after 300 steps (adam at half of momentum's MSE).
-        assert m["adam"] < m["momentum"] < m["sgd"], (framework, m)
-        assert not np.any(studies[framework].diverged_at_HS["sgd"] >= 0)

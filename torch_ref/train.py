@@ -3,6 +3,8 @@
 A *run* is one optimizer at one hyperparameter point on one seed, as in ``jaxopt_cmp.train``.
 Every run of a seed shares that seed's data, initial weights and minibatch stream, and all runs
 advance together step by step (the seed notebook's loop: each optimizer steps on the same batch).
+A seed's inputs come from its own generators, or from outside (:class:`SeedFeed`: the JAX side's
+data, weights and batch indices, so a test can run the very problem the engine ran).
 """
 
 from __future__ import annotations
@@ -10,16 +12,17 @@ from __future__ import annotations
 import math
 import platform
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.results import StudyResult
-from torch_ref.convert import params_from_torch
+from torch_ref.convert import params_from_torch, params_to_torch
 from torch_ref.data import batch_indices, make_data
 from torch_ref.model import MLP, make_model, mse
 from torch_ref.optimizers import make_optimizer
@@ -72,11 +75,22 @@ class _Run:
     diverged_at: int = -1
 
 
+class SeedFeed(NamedTuple):
+    """One seed's inputs given from outside: data ``x (N, xdim)``, ``y (N, 1)``, Flax-layout
+    initial ``params`` (numpy), and ``idx_TB``, the minibatch indices of every step. Arrays must
+    already be in the study's dtype (refused otherwise: a silent cast would hide the precision)."""
+
+    x: np.ndarray
+    y: np.ndarray
+    params: dict
+    idx_TB: np.ndarray
+
+
 @dataclass
 class _Seed:
     x: torch.Tensor
     y: torch.Tensor
-    batch_generator: torch.Generator
+    batches: Callable[[int], torch.Tensor]  # step t -> that step's minibatch indices
     runs: dict[str, list[_Run]]
 
 
@@ -104,9 +118,46 @@ def initial_model(cfg: StudyConfig, seed_index: int = 0) -> MLP:
     return make_model(cfg.model, dtype, seed_generator(cfg.seed, seed_index, _INIT))
 
 
-def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype) -> _Seed:
-    x, y = make_data(seed_generator(cfg.seed, index, _DATA), cfg.data, dtype)
-    init = initial_model(cfg, index)
+class _DrawnBatches:
+    """Step ``t``'s minibatch: ``generator``'s next draw. Steps must be asked for in order, each
+    once (the stream has no random access), so a loop that asks for the wrong step fails here."""
+
+    def __init__(self, generator: torch.Generator, n_data: int, batch_size: int):
+        self.generator, self.n_data, self.batch_size, self.next_step = generator, n_data, batch_size, 0
+
+    def __call__(self, t: int) -> torch.Tensor:
+        if t != self.next_step:
+            raise RuntimeError(f"batch of step {t} asked for; the generator's next is step {self.next_step}")
+        self.next_step += 1
+        return batch_indices(self.generator, self.n_data, self.batch_size)
+
+
+def _fed_inputs(cfg: StudyConfig, feed: SeedFeed, dtype: torch.dtype):
+    """``(x, y, initial model, batches)`` of a :class:`SeedFeed`, after checking it fits ``cfg``."""
+    np_dtype = np.dtype(cfg.train.dtype)
+    shapes = {"x": (cfg.data.n_data, cfg.model.xdim), "y": (cfg.data.n_data, 1)}
+    for name, shape in shapes.items():
+        a = getattr(feed, name)
+        if a.shape != shape or a.dtype != np_dtype:
+            raise ValueError(f"SeedFeed.{name}: {a.shape} {a.dtype}; expected {shape} {np_dtype}")
+    idx = np.asarray(feed.idx_TB)
+    if idx.shape != (cfg.train.iters, cfg.train.batch_size) or idx.dtype.kind not in "iu":
+        raise ValueError(f"SeedFeed.idx_TB: {idx.shape} {idx.dtype}; expected integers (iters, batch_size)")
+    if idx.size and not 0 <= idx.min() <= idx.max() < cfg.data.n_data:
+        raise ValueError(f"SeedFeed.idx_TB: indices outside [0, {cfg.data.n_data})")
+    init = params_to_torch(feed.params, make_model(cfg.model, dtype))
+    x, y = (torch.from_numpy(np.array(a)) for a in (feed.x, feed.y))  # copies
+    idx_TB = torch.from_numpy(idx.astype(np.int64))
+    return x, y, init, lambda t: idx_TB[t]
+
+
+def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype, feed: SeedFeed | None = None) -> _Seed:
+    if feed is None:
+        x, y = make_data(seed_generator(cfg.seed, index, _DATA), cfg.data, dtype)
+        init = initial_model(cfg, index)
+        batches = _DrawnBatches(seed_generator(cfg.seed, index, _BATCH), cfg.data.n_data, cfg.train.batch_size)
+    else:
+        x, y, init, batches = _fed_inputs(cfg, feed, dtype)
     runs = {}
     for opt in cfg.optimizers:
         grid = opt.grid()
@@ -116,7 +167,7 @@ def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype) -> _Seed:
             model.load_state_dict(init.state_dict())
             hp = {k: v[h] for k, v in grid.items()}
             runs[opt.name].append(_Run(model, make_optimizer(opt.name, model.parameters(), **hp)))
-    return _Seed(x, y, seed_generator(cfg.seed, index, _BATCH), runs)
+    return _Seed(x, y, batches, runs)
 
 
 def _stack_params(tree_HS: list[list[dict]]) -> dict:
@@ -162,7 +213,7 @@ def _train(cfg: StudyConfig, seeds: list[_Seed], mse_EHS, pred_EHN, progress) ->
     _evaluate(seeds, 0, mse_EHS, pred_EHN)
     for t in range(cfg.train.iters):
         for seed in seeds:
-            idx = batch_indices(seed.batch_generator, cfg.data.n_data, cfg.train.batch_size)
+            idx = seed.batches(t)
             x, y = seed.x[idx], seed.y[idx]
             for name, runs in seed.runs.items():
                 tic = time.perf_counter()
@@ -176,17 +227,26 @@ def _train(cfg: StudyConfig, seeds: list[_Seed], mse_EHS, pred_EHN, progress) ->
     return step_s
 
 
-def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -> StudyResult:
+def run_study(
+    cfg: StudyConfig,
+    progress: Callable[[int], None] | None = None,
+    feeds: Sequence[SeedFeed] | None = None,
+) -> StudyResult:
     """Every (optimizer, grid point, seed) of ``cfg``, eagerly; same schema as the JAX engine.
 
     Seed ``i`` draws its data, initial weights and batches from generators derived from
     ``(cfg.seed, i)``: the two frameworks' random streams differ, so results agree in
-    distribution, not value. ``progress(step)`` is called after each evaluation with the number
-    of steps done. ``timing["per_optimizer_s"]`` is the time spent in each optimizer's steps.
+    distribution, not value. With ``feeds`` (one :class:`SeedFeed` per seed) seed ``i`` trains
+    ``feeds[i]``'s data from its weights on its batches instead: given the JAX engine's, the two
+    agree step by step (``tests/test_engine_parity.py``). ``progress(step)`` is called after each
+    evaluation with the number of steps done. ``timing["per_optimizer_s"]`` is the time spent in
+    each optimizer's steps.
     """
     dtype = getattr(torch, cfg.train.dtype)
     np_dtype = np.dtype(cfg.train.dtype)
     E, S, N = len(cfg.train.eval_steps), cfg.seeds, cfg.data.n_data
+    if feeds is not None and len(feeds) != S:
+        raise ValueError(f"feeds: {len(feeds)} given; expected one per seed ({S})")
     sizes = {o.name: o.grid_size for o in cfg.optimizers}
     mse_EHS = {n: np.zeros((E, h, S), np_dtype) for n, h in sizes.items()}
     pred_EHN = None  # seed 0's predictions only, as the JAX engine keeps them
@@ -195,7 +255,7 @@ def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -
 
     with single_threaded():
         start = time.perf_counter()
-        seeds = [_make_seed(cfg, i, dtype) for i in range(S)]
+        seeds = [_make_seed(cfg, i, dtype, None if feeds is None else feeds[i]) for i in range(S)]
         step_s = _train(cfg, seeds, mse_EHS, pred_EHN, progress)
         train_s = time.perf_counter() - start
 
@@ -204,7 +264,8 @@ def run_study(cfg: StudyConfig, progress: Callable[[int], None] | None = None) -
     return StudyResult(
         config=cfg,
         eval_steps=np.asarray(cfg.train.eval_steps),
-        grid={o.name: {k: np.asarray(v, np_dtype) for k, v in o.grid().items()} for o in cfg.optimizers},
+        # Hyperparameters at the user's exact values (float64) whatever the run's dtype, as the engine.
+        grid={o.name: {k: np.asarray(v, np.float64) for k, v in o.grid().items()} for o in cfg.optimizers},
         mse_EHS=mse_EHS,
         diverged_at_HS={n: np.array([[r.diverged_at for r in row] for row in runs_HS[n]], np.int32) for n in names},
         params_HS={n: _stack_params([[params_from_torch(r.model) for r in row] for row in runs_HS[n]]) for n in names},
