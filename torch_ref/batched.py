@@ -35,7 +35,7 @@ from torch_ref.convert import params_from_torch
 from torch_ref.data import make_data
 from torch_ref.model import MLP
 from torch_ref.optimizers import make_optimizer
-from torch_ref.train import _DATA, initial_model, seed_generator, train_step
+from torch_ref.train import DATA, initial_model, seed_generator, train_step
 
 # Registry optimizers whose torch.optim update is elementwise, so stacking runs is exact.
 ELEMENTWISE = ("sgd", "momentum", "adam")
@@ -202,7 +202,7 @@ class TorchRuns:
             raise ValueError(f"kind {kind!r}: expected one of {KINDS}")
         self.kind, self.seeds = kind, cfg.seeds
         self.n_data, self.batch_size = cfg.data.n_data, cfg.train.batch_size
-        data = [make_data(seed_generator(cfg.seed, s, _DATA), cfg.data) for s in range(cfg.seeds)]
+        data = [make_data(seed_generator(cfg.seed, s, DATA), cfg.data) for s in range(cfg.seeds)]
         self.x_SN1 = torch.stack([x for x, _ in data])
         self.y_SN1 = torch.stack([y for _, y in data])
         inits = [initial_model(cfg, s) for s in range(cfg.seeds)]

@@ -28,7 +28,7 @@ from torch_ref.model import MLP, make_model, mse
 from torch_ref.optimizers import make_optimizer
 
 # Stream ids of a seed's generators, one per purpose like the JAX side's key split.
-_DATA, _INIT, _BATCH = range(3)
+DATA, INIT, BATCH = range(3)
 
 
 def train_step(model: MLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -115,7 +115,7 @@ def _guarded_step(run: _Run, x: torch.Tensor, y: torch.Tensor, t: int) -> None:
 def initial_model(cfg: StudyConfig, seed_index: int = 0) -> MLP:
     """The initial weights every run of study seed ``seed_index`` starts from."""
     dtype = getattr(torch, cfg.train.dtype)
-    return make_model(cfg.model, dtype, seed_generator(cfg.seed, seed_index, _INIT))
+    return make_model(cfg.model, dtype, seed_generator(cfg.seed, seed_index, INIT))
 
 
 class _DrawnBatches:
@@ -153,9 +153,9 @@ def _fed_inputs(cfg: StudyConfig, feed: SeedFeed, dtype: torch.dtype):
 
 def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype, feed: SeedFeed | None = None) -> _Seed:
     if feed is None:
-        x, y = make_data(seed_generator(cfg.seed, index, _DATA), cfg.data, dtype)
+        x, y = make_data(seed_generator(cfg.seed, index, DATA), cfg.data, dtype)
         init = initial_model(cfg, index)
-        batches = _DrawnBatches(seed_generator(cfg.seed, index, _BATCH), cfg.data.n_data, cfg.train.batch_size)
+        batches = _DrawnBatches(seed_generator(cfg.seed, index, BATCH), cfg.data.n_data, cfg.train.batch_size)
     else:
         x, y, init, batches = _fed_inputs(cfg, feed, dtype)
     runs = {}
