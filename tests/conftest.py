@@ -1,6 +1,36 @@
-import pytest
+"""Shared fixtures, and the XLA device count every test starts from.
 
-from torch_ref.train import single_threaded
+Tests own their device count: one XLA host device in this process and in every subprocess a test
+starts (they inherit ``XLA_FLAGS``), whatever else the session imports (``scripts/_cli.py`` would
+give one device per core when imported first). A test that needs several devices starts a
+subprocess with its own ``XLA_FLAGS`` (fixture ``host_devices_env``). Set before jax is imported.
+"""
+
+import os
+import re
+
+DEVICE_FLAG = "--xla_force_host_platform_device_count"
+
+
+def xla_env(devices: int, env: dict | None = None) -> dict:
+    """``env`` (default: this process's) with ``XLA_FLAGS`` asking for ``devices`` host devices."""
+    env = dict(os.environ if env is None else env)
+    others = re.sub(rf"{DEVICE_FLAG}=\S*", "", env.get("XLA_FLAGS", "")).split()
+    env["XLA_FLAGS"] = " ".join([*others, f"{DEVICE_FLAG}={devices}"])
+    return env
+
+
+os.environ["XLA_FLAGS"] = xla_env(1)["XLA_FLAGS"]
+
+import pytest  # noqa: E402
+
+from torch_ref.train import single_threaded  # noqa: E402
+
+
+def pytest_configure(config):
+    # The one device above is deliberate; run_study's advice to use every core (OneDeviceWarning)
+    # is noise here. tests/test_notebook.py checks the warning itself (pytest.warns sees it).
+    config.addinivalue_line("filterwarnings", "ignore:JAX sees one CPU device:UserWarning")
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -24,3 +54,20 @@ def usage_error(capsys):
         return err
 
     return run
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_host_device():
+    """Fails the session early if something initialised jax before the flag above was set."""
+    import jax
+
+    assert jax.device_count() == 1 or jax.default_backend() != "cpu", (
+        f"expected 1 XLA host device, got {jax.device_count()}: jax was initialised before tests/conftest.py"
+    )
+
+
+@pytest.fixture
+def host_devices_env():
+    """``host_devices_env(n) -> env``: this process's environment asking for ``n`` XLA host
+    devices, for a subprocess that needs several (or wants to state its count)."""
+    return xla_env

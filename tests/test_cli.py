@@ -3,27 +3,47 @@
 from __future__ import annotations
 
 import json
-import math
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from jaxopt_cmp.optimizers import OPTIMIZERS
+from jaxopt_cmp.results import load_result
+from jaxopt_cmp.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import compare  # noqa: E402
 
 FAST = ["--iters", "40", "--eval-every", "20", "--n-data", "256", "--batch-size", "16"]
-FLAGS = ["--optimizers", "--lr", "--iters", "--batch-size", "--hidden", "--n-data", "--seed",
-         "--seeds", "--eval-every", "--out", "--no-plots", "--framework", "--overwrite", "--dtype"]
+TINY = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots --no-cache".split()
+FLAGS = [
+    "--optimizers",
+    "--lr",
+    "--iters",
+    "--batch-size",
+    "--hidden",
+    "--n-data",
+    "--seed",
+    "--seeds",
+    "--eval-every",
+    "--out",
+    "--no-plots",
+    "--framework",
+    "--overwrite",
+    "--dtype",
+]
 
 
-def run_script(*args, check=True):
-    proc = subprocess.run([sys.executable, str(ROOT / "scripts" / "compare.py"), *args],
-                          capture_output=True, text=True, cwd=ROOT)
+def run_script(*args, check=True, script="compare.py"):
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / script), *args], capture_output=True, text=True, cwd=ROOT
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -44,13 +64,55 @@ def test_compare_writes_results_and_figures(tmp_path):
         assert key in doc
     for key in ("jax", "jaxlib", "flax", "optax", "numpy", "python", "device"):
         assert key in doc["versions"]
-    assert set(doc["final_mse"]) == {"sgd", "momentum", "adam"}
-    assert all(len(v) == 2 and all(math.isfinite(x) for x in v) for v in doc["final_mse"].values())
-    assert sorted(map(int, doc["history"])) == [0, 20, 40]
-    assert doc["timing"]["compile_s"] > 0 and doc["timing"]["train_s"] > 0
+    res, _ = load_result(out)  # the arrays, not the summary's layout
+    assert {n: m.shape for n, m in res.mse_EHS.items()} == {n: (3, 1, 2) for n in ("sgd", "momentum", "adam")}
+    assert all(np.isfinite(m).all() for m in res.mse_EHS.values())
+    np.testing.assert_array_equal(res.eval_steps, [0, 20, 40])
+    assert doc["timing"]["compile_s"] >= 0 and doc["timing"]["train_s"] > 0  # 0: the compilation cache hit
     for fig in ("snapshots.png", "final_fit.png", "mse_curves.png"):
         assert (out / fig).stat().st_size > 1000
     assert not list(out.glob(".*tmp"))  # no temporary files left behind
+
+
+# Flags keep their meaning after validation: the saved arrays are those of the values given.
+
+
+def test_compare_lr_flag_is_the_lr_trained(tmp_path):
+    out = tmp_path / "run"
+    compare.main([*TINY, "--optimizers", "sgd,adam", "--lr", "0.05", "--seeds", "2", "--out", str(out)])
+    res, _ = load_result(out)
+    for opt in res.config.optimizers:
+        assert opt.grid()["lr"] == (0.05,), opt
+        np.testing.assert_allclose(res.grid[opt.name]["lr"], [0.05], rtol=1e-7)
+        assert res.mse_EHS[opt.name].shape == (3, 1, 2)
+
+
+def test_compare_dtype_float64_writes_float64_results(tmp_path):
+    """A subprocess: float64 switches on JAX's x64 mode for the whole process."""
+    out = tmp_path / "run"
+    run_script(*TINY, "--optimizers", "adam", "--dtype", "float64", "--out", str(out))
+    assert_float64(load_result(out)[0], "adam")
+
+
+def test_study_lrs_and_dtype_flags_are_what_is_trained(tmp_path):
+    out = tmp_path / "study"
+    lrs = (0.003, 0.03, 0.3)
+    flags = ["--optimizers", "sgd,adam", "--lrs", ",".join(map(str, lrs)), "--seeds", "2", "--dtype", "float64"]
+    run_script(*TINY, *flags, "--out", str(out), script="study.py")
+    res, _ = load_result(out)
+    for opt in res.config.optimizers:
+        assert opt.grid()["lr"] == lrs, opt
+        np.testing.assert_allclose(res.grid[opt.name]["lr"], lrs, rtol=1e-7)
+        mse_EHS = res.mse_EHS[opt.name]
+        assert mse_EHS.shape == (3, 3, 2)
+        assert len({float(m) for m in mse_EHS[-1, :, 0]}) == 3, mse_EHS[-1]  # three lrs, three outcomes
+        assert_float64(res, opt.name)
+
+
+def assert_float64(res, name: str) -> None:
+    assert res.config.train.dtype == "float64"
+    arrays = {"x_N": res.x_N, "y_N": res.y_N, "mse_EHS": res.mse_EHS[name], "pred_EHN": res.pred_EHN[name]}
+    assert {k: a.dtype for k, a in arrays.items()} == {k: np.dtype("float64") for k in arrays}
 
 
 @pytest.mark.parametrize(
@@ -120,13 +182,21 @@ bad_hidden = st.one_of(
     st.lists(st.integers(max_value=0), min_size=1, max_size=3).map(lambda v: ",".join(map(str, v))),
     st.sampled_from(["", ",", "64,,64", "a", "64;64"]),
 )
+# Every valid name excluded: "lion" is a valid --optimizers value and "sin" a valid --target.
 bad_names = st.text("abcdefghijklmnopqrstuvwxyz_", min_size=1, max_size=8).filter(
-    lambda s: s not in {"sgd", "momentum", "adam"}
+    lambda s: s not in OPTIMIZERS and s not in TARGETS
 )
 BAD = {
-    "--iters": bad_ints, "--batch-size": bad_ints, "--eval-every": bad_ints, "--n-data": bad_ints,
-    "--seeds": bad_ints, "--lr": bad_floats, "--hidden": bad_hidden, "--optimizers": bad_names,
-    "--target": bad_names, "--seed": st.integers(max_value=-1),
+    "--iters": bad_ints,
+    "--batch-size": bad_ints,
+    "--eval-every": bad_ints,
+    "--n-data": bad_ints,
+    "--seeds": bad_ints,
+    "--lr": bad_floats,
+    "--hidden": bad_hidden,
+    "--optimizers": bad_names,
+    "--target": bad_names,
+    "--seed": st.integers(max_value=-1),
 }
 
 

@@ -20,7 +20,9 @@ from jaxopt_cmp.config import (
     to_dict,
 )
 from jaxopt_cmp.data import data_from_arrays, load_data_file
+from jaxopt_cmp.optimizers import OPTIMIZERS
 from jaxopt_cmp.study import run_study
+from jaxopt_cmp.targets import TARGETS
 
 
 def test_defaults_are_the_seed_study():
@@ -46,17 +48,27 @@ BAD = {
     "seeds": (st.integers(max_value=0), lambda v: StudyConfig(seeds=v)),
     "seed": (st.integers(max_value=-1), lambda v: StudyConfig(seed=v)),
     "hidden": (st.lists(st.integers(max_value=0), max_size=3), lambda v: ModelConfig(hidden=tuple(v))),
-    "lr": (st.one_of(st.floats(max_value=0), st.sampled_from([math.nan, math.inf])),
-           lambda v: OptimizerConfig.make("sgd", lr=v)),
-    "momentum": (st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9), st.just(math.nan)),
-                 lambda v: OptimizerConfig.make("momentum", momentum=v)),
-    "beta1": (st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9)),
-              lambda v: OptimizerConfig.make("adam", beta1=v)),
-    "beta2": (st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9)),
-              lambda v: OptimizerConfig.make("adam", beta2=v)),
-    "optimizer": (st.text(min_size=1, max_size=6).filter(lambda s: s not in {"sgd", "momentum", "adam"}),
-                  lambda v: OptimizerConfig.make(v)),
-    "target": (st.text(max_size=6).filter(lambda s: s not in {"seed", "sin", "abs"}), lambda v: DataConfig(target=v)),
+    "lr": (
+        st.one_of(st.floats(max_value=0), st.sampled_from([math.nan, math.inf])),
+        lambda v: OptimizerConfig.make("sgd", lr=v),
+    ),
+    "momentum": (
+        st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9), st.just(math.nan)),
+        lambda v: OptimizerConfig.make("momentum", momentum=v),
+    ),
+    "beta1": (
+        st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9)),
+        lambda v: OptimizerConfig.make("adam", beta1=v),
+    ),
+    "beta2": (
+        st.one_of(st.floats(min_value=1.0), st.floats(max_value=-1e-9)),
+        lambda v: OptimizerConfig.make("adam", beta2=v),
+    ),
+    "optimizer": (
+        st.text(min_size=1, max_size=6).filter(lambda s: s not in OPTIMIZERS),  # "lion" is valid
+        lambda v: OptimizerConfig.make(v),
+    ),
+    "target": (st.text(max_size=6).filter(lambda s: s not in TARGETS), lambda v: DataConfig(target=v)),
     "dtype": (st.text(max_size=8).filter(lambda s: s not in {"float32", "float64"}), lambda v: TrainConfig(dtype=v)),
 }
 
@@ -70,6 +82,18 @@ def test_random_bad_configs_raise_config_error_naming_setting(setting, data):
         build(value)
     assert exc.value.setting == setting, (setting, value, exc.value)
     assert "expected" in str(exc.value)
+
+
+def test_make_uses_a_single_value_at_every_grid_point():
+    """The README's notebook example: one momentum for a two-point lr grid."""
+    cfg = OptimizerConfig.make("momentum", lr=[1e-2, 3e-2], momentum=0.9)
+    assert cfg.grid_size == 2
+    assert cfg.grid() == {"lr": (1e-2, 3e-2), "momentum": (0.9, 0.9)}
+    three = OptimizerConfig.make("adam", beta1=[0.8, 0.85, 0.9], lr=1e-3, eps=1e-6)
+    assert three.grid()["lr"] == (1e-3,) * 3 and three.grid()["eps"] == (1e-6,) * 3
+    assert OptimizerConfig.make("adam", lr=1e-3).grid()["lr"] == (1e-3,)
+    with pytest.raises(ConfigError, match="momentum"):  # a broadcast value is still checked
+        OptimizerConfig.make("momentum", lr=[1e-2, 3e-2], momentum=1.5)
 
 
 def test_batch_larger_than_data_and_duplicate_optimizers():

@@ -1,0 +1,115 @@
+"""The README's code runs: every ```python block, as written, and every command it shows.
+
+Python blocks run in order in one fresh interpreter (like a notebook: a block may use names an
+earlier one defined), from a scratch directory, with nothing shrunk: a block that is too slow for
+the suite must itself use small settings. Commands (lines of ```bash blocks and inline
+`python ...` spans) run as written from a scratch directory holding a link to ``scripts/``,
+unless :data:`NOT_RUN` lists them with the reason; a README command in neither place runs.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+FENCE = re.compile(r"^```(\w*)\n(.*?)^```", re.M | re.S)
+SHELL = ("bash", "sh", "shell", "console")
+HANG_S = 900  # a hang guard, not a speed check (speed is measured by scripts/bench.py)
+
+# Exact command text (comment stripped) -> why the suite does not run it.
+NOT_RUN = {
+    'python -m venv .venv && . .venv/bin/activate && pip install -e ".[torch]" && python scripts/compare.py': (
+        "set-up: makes a virtual environment and installs (CI's own set-up runs the second one)"
+    ),
+    'python -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && python -m pytest -q': (
+        "set-up + this very suite (it is what CI runs)"
+    ),
+    "python scripts/compare.py": "the full seed study (10,000 iterations + figures); small runs: tests/test_cli.py",
+    "python scripts/study.py": "the default study: 432 runs x 10,000 steps, minutes",
+    "python scripts/study.py --seeds 64 --lrs 1e-3,3e-3,1e-2,3e-2 --optimizers adam,nadam": (
+        "512 runs x 10,000 steps, minutes"
+    ),
+    "python scripts/study.py --from runs/study-XXXX": (
+        "a placeholder directory; --from is run on a real study in tests/test_reliability.py"
+    ),
+    "python scripts/compare.py --no-plots --out <tmp>": "a placeholder directory; the full seed study",
+    "python scripts/bench.py": "the benchmark, about 5 minutes; --quick runs in tests/test_bench.py",
+    "python scripts/validate.py": "about 4 minutes; --quick runs in tests/test_validate.py",
+    "XLA_FLAGS=--xla_force_host_platform_device_count=2 python tests/multiprocess_worker.py --coordinator "
+    "localhost:12345 --num-processes 2 --process-id 0 --out mp_out &": (
+        "one of two processes that must run together (fixed port); tests/test_multiprocess.py runs this recipe"
+    ),
+    "XLA_FLAGS=--xla_force_host_platform_device_count=2 python tests/multiprocess_worker.py --coordinator "
+    "localhost:12345 --num-processes 2 --process-id 1 --out mp_out": "the second process of the same recipe",
+    "python tests/mutation/run.py": "the mutation check: tens of minutes (tests/mutation/last_result.md)",
+}
+
+
+def python_blocks() -> list[tuple[int, str]]:
+    """``(line number, code)`` of every ```python block."""
+    return [(README[: m.start()].count("\n") + 2, m.group(2)) for m in FENCE.finditer(README) if m.group(1) == "python"]
+
+
+def commands() -> list[str]:
+    """Every command the README shows: each line of a shell block and each inline `python ...`."""
+    found = []
+    for m in FENCE.finditer(README):
+        if m.group(1) in SHELL:
+            found += [line.split("  #")[0].split(" # ")[0].strip() for line in m.group(2).splitlines()]
+    found += re.findall(r"(?<!`)`(python [^`]+)`(?!`)", README)
+    return list(dict.fromkeys(c for c in found if c))
+
+
+def scratch_env(tmp_path: Path) -> dict:
+    """A scratch working directory with ``scripts`` linked in; this checkout's packages first."""
+    (tmp_path / "scripts").symlink_to(ROOT / "scripts", target_is_directory=True)
+    path = os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return {**os.environ, "PYTHONPATH": path, "MPLBACKEND": "Agg"}
+
+
+def test_readme_has_python_blocks_and_commands():
+    assert python_blocks() and commands()  # the extraction below still finds what it looks for
+
+
+def test_readme_python_blocks_run(tmp_path):
+    runner = "\n".join(
+        f"exec(compile({code!r}, 'README.md, python block at line {line}', 'exec'), ns)"
+        for line, code in python_blocks()
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", "ns = {'__name__': '__main__'}\n" + runner],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=scratch_env(tmp_path),
+        timeout=HANG_S,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+def test_not_run_lists_only_commands_the_readme_shows():
+    stale = sorted(set(NOT_RUN) - set(commands()))
+    assert not stale, f"NOT_RUN names commands the README no longer shows: {stale}"
+
+
+@pytest.mark.parametrize("command", [c for c in commands() if c not in NOT_RUN])
+def test_readme_command_runs(command, tmp_path):
+    argv = shlex.split(command)
+    assert argv[0] == "python", f"{command!r}: run only python commands here, or list it in NOT_RUN"
+    proc = subprocess.run(
+        [sys.executable, *argv[1:]],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=scratch_env(tmp_path),
+        timeout=HANG_S,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
