@@ -1,0 +1,426 @@
+"""Figures and the findings text of :mod:`jaxopt_cmp.diagnostics`.
+
+Figures are built as :class:`matplotlib.figure.Figure` (no pyplot, the backend untouched) and
+returned as ``{file name: Figure}``; :func:`findings_markdown` writes ``diagnostics.md`` from a
+:func:`~jaxopt_cmp.diagnostics.diagnostics_summary`, every statement computed from its numbers.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from jaxopt_cmp import curvature
+from jaxopt_cmp.config import to_dict
+from jaxopt_cmp.diagnostics import Diagnostics, json_ready
+from jaxopt_cmp.figures import styles
+
+
+def _grid_point(diag: Diagnostics, name: str, h: int) -> dict:
+    r, cfg = diag.runs[name], diag.config
+    hp = {k: float(v[h]) for k, v in diag.grid[name].items()}
+    med = lambda a: np.median(a[:, h], axis=1)  # NaN where a seed is NaN (diverged)
+    mse = med(r.mse_EHS)
+    threshold = curvature.sharpness_threshold(name, hp)
+    lr_eff = curvature.effective_lr(name, hp) or hp.get("lr", 1.0)
+    stats = lambda eig_SP, scale: curvature.spectrum_stats(np.median(eig_SP, axis=0), scale, cfg.train.iters)
+    spectra = []
+    for k, step in enumerate(diag.spectrum_steps):
+        top = np.median(r.eig_KHSP[k, h, :, -1])
+        spectra.append({
+            "step": int(step),
+            "hessian": stats(r.eig_KHSP[k, h], lr_eff),
+            "hessian_at_lr": stats(r.eig_KHSP[k, h], hp.get("lr", 1.0)),
+            "preconditioned": stats(r.precond_eig_KHSP[k, h], 1.0),
+            "lanczos_top": np.median(r.lanczos_top_KHS[k, h]),
+            "lanczos_rel_err": abs(np.median(r.lanczos_top_KHS[k, h]) - top) / abs(top),
+        })  # fmt: skip
+    return {
+        "hparams": hp,
+        "threshold": None if threshold is None else {"kind": threshold[0], "value": threshold[1]},
+        "effective_lr": lr_eff,
+        "final_mse": mse[-1],
+        "history": {
+            "mse": mse,
+            "drop_per_step": np.concatenate([[np.nan], -np.diff(mse) / np.diff(diag.eval_steps)]),
+            "sharpness": med(r.sharpness_EHS),
+            "precond_sharpness": med(r.precond_sharpness_EHS),
+            "grad_norm": med(r.grad_norm_EHS),
+            "batch_grad_norm": med(r.batch_grad_norm_EHS),
+            "update_norm": med(r.update_norm_EHS),
+            "step_size": med(r.step_size_EHS),
+            "loss_drop": med(r.loss_drop_EHS),
+            "region_mse": med(r.region_mse_EHSR),
+            "band_mse": med(r.band_mse_EHSF),
+        },
+        "spectra": spectra,
+    }
+
+
+def diagnostics_summary(diag: Diagnostics) -> dict:
+    """A JSON-ready dict (NaN as null) of ``diag``: settings, per optimizer and grid point the
+    histories (median over seeds), thresholds and spectrum statistics at the spectrum steps."""
+    counts = diag.region_count_SR
+    return json_ready({
+        "schema": "jaxopt_cmp.diagnostics/1",
+        "config": to_dict(diag.config),
+        "eval_steps": diag.eval_steps,
+        "spectrum_steps": diag.spectrum_steps,
+        "regions": [{"name": n, "abs_x_from": lo, "abs_x_to": hi} for n, lo, hi in diag.regions],
+        "region_fraction": np.median(counts / counts.sum(axis=1, keepdims=True), axis=0),
+        "bands": [{"name": n, "cycles_from": lo, "cycles_to": hi} for n, lo, hi in diag.bands],
+        "subsample": {"n": diag.subsample, "method": "every N/n-th point in order of x, per seed"},
+        "lanczos_iters": diag.lanczos_iters,
+        "stuck_step": curvature.stuck_step(diag.config.train.iters),
+        "timing": diag.timing,
+        "optimizers": {n: [_grid_point(diag, n, h) for h in range(r.mse_EHS.shape[1])] for n, r in diag.runs.items()},
+    })  # fmt: skip
+
+
+def _panels(n: int, width: float = 4.2, height: float = 3.4, **kw):
+    fig = Figure(figsize=(width * n, height), dpi=100, layout="constrained")
+    axes = fig.subplots(1, n, squeeze=False, **kw)[0]
+    return fig, axes
+
+
+def _med(a_EHS, h):
+    """Median over seeds (axis 2) at grid point ``h``; NaN where a seed is NaN (as in the summary)."""
+    return np.median(a_EHS[:, h], axis=1)
+
+
+def sharpness_figure(diag: Diagnostics, h: int = 0) -> Figure:
+    """Sharpness (top Hessian eigenvalue, full data) over training per optimizer, with its
+    stability threshold; Adam-family panels add the preconditioned sharpness and its threshold."""
+    summary = diagnostics_summary(diag)["optimizers"]
+    names, style = diag.config.optimizer_names, styles(diag.config.optimizer_names)
+    fig, axes = _panels(len(names), sharey=False)
+    steps = diag.eval_steps
+    for ax, name in zip(axes, names):
+        r, point = diag.runs[name], summary[name][h]
+        colour = style[name]["color"]
+        ax.plot(steps, _med(r.sharpness_EHS, h), color=colour, marker=".", label=r"sharpness $\lambda_{max}(H)$")
+        thr = point["threshold"]
+        if thr and thr["kind"] == "sharpness":
+            ax.axhline(thr["value"], color=colour, ls="--", label=f"stability threshold {thr['value']:.3g}")
+        if thr and thr["kind"] == "preconditioned":
+            ax.plot(
+                steps,
+                _med(r.precond_sharpness_EHS, h),
+                color="tab:red",
+                marker=".",
+                label=r"preconditioned $\lambda_{max}(P^{-1}H)$",
+            )
+            ax.axhline(
+                thr["value"], color="tab:red", ls="--", label=f"its threshold (2+2β₁)/(1-β₁) = {thr['value']:.3g}"
+            )
+        ax.set_yscale("log")
+        ax.set_title(f"{name} (lr {point['hparams'].get('lr', float('nan')):g})")
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower right")
+    axes[0].set_ylabel("top eigenvalue")
+    return fig
+
+
+def spectrum_figure(diag: Diagnostics, h: int = 0, s: int = 0) -> Figure:
+    """Exact spectra (subsample) at the spectrum steps: |eigenvalue| against the fraction of
+    directions (largest first, log y; negative eigenvalues dotted), with the curvature below which
+    the run cannot halve a direction's error in its iterations and its stability threshold."""
+    summary = diagnostics_summary(diag)["optimizers"]
+    panels = [(n, "hessian") for n in diag.config.optimizer_names]
+    panels += [
+        (n, "preconditioned") for n in diag.config.optimizer_names if np.any(np.isfinite(diag.runs[n].precond_eig_KHSP))
+    ]
+    fig, axes = _panels(len(panels))
+    shades = np.linspace(0.25, 1.0, len(diag.spectrum_steps))
+    for ax, (name, kind) in zip(axes, panels):
+        eig_KP = (diag.runs[name].eig_KHSP if kind == "hessian" else diag.runs[name].precond_eig_KHSP)[:, h, s]
+        colour = "tab:red" if kind == "preconditioned" else styles([name])[name]["color"]
+        for k, step in enumerate(diag.spectrum_steps):
+            desc = np.sort(eig_KP[k])[::-1]
+            if not np.all(np.isfinite(desc)):
+                continue
+            frac = (np.arange(desc.size) + 0.5) / desc.size
+            kw = dict(color=colour, alpha=shades[k])
+            ax.plot(frac[desc > 0], desc[desc > 0], label=f"step {step}", **kw)
+            ax.plot(frac[desc < 0], -desc[desc < 0], ls=":", **kw)
+        point = summary[name][h]
+        spec = point["spectra"][-1][kind]
+        if spec:
+            ax.axhline(
+                spec["stuck_below"],
+                color="grey",
+                ls="--",
+                label=f"above: error halved in {diag.config.train.iters} steps",
+            )
+        thr = point["threshold"]
+        if thr and (thr["kind"] == "sharpness") == (kind == "hessian"):
+            ax.axhline(thr["value"], color="grey", ls="-.", label="stability threshold")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"{name}: " + ("H" if kind == "hessian" else r"$P^{-1/2} H P^{-1/2}$ (Adam's preconditioner)"))
+        ax.set_xlabel("fraction of directions, largest eigenvalue first (log)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="lower left")
+    axes[0].set_ylabel("|eigenvalue| (dotted: negative)")
+    return fig
+
+
+def _heatmaps(diag: Diagnostics, field: str, labels: list[str], title: str, h: int = 0) -> Figure:
+    names = diag.config.optimizer_names
+    fig, axes = _panels(len(names), width=3.6, height=4.2)
+    data = {n: np.log10(np.maximum(_med(getattr(diag.runs[n], field), h), 1e-12)) for n in names}
+    finite = np.concatenate([d[np.isfinite(d)] for d in data.values()])
+    vmin, vmax = (finite.min(), finite.max()) if finite.size else (-6, 0)
+    for ax, name in zip(axes, names):
+        im = ax.imshow(data[name], aspect="auto", origin="lower", vmin=vmin, vmax=vmax, cmap="viridis")
+        ax.set_xticks(range(len(labels)), labels, rotation=35, ha="right", fontsize=8)
+        ticks = np.linspace(0, len(diag.eval_steps) - 1, min(6, len(diag.eval_steps))).round().astype(int)
+        ax.set_yticks(ticks, [str(diag.eval_steps[t]) for t in ticks])
+        ax.set_title(name)
+    axes[0].set_ylabel("iteration")
+    fig.colorbar(im, ax=list(axes), label=f"log10 {title}")
+    return fig
+
+
+def region_figure(diag: Diagnostics, h: int = 0) -> Figure:
+    labels = [f"{n}\n|x|<{hi:.2f}" if np.isfinite(hi) else f"{n}\n|x|>{lo:.2f}" for n, lo, hi in diag.regions]
+    return _heatmaps(diag, "region_mse_EHSR", labels, "MSE in region (vs noisy data)", h)
+
+
+def band_figure(diag: Diagnostics, h: int = 0) -> Figure:
+    labels = [f"{n}\n{lo:.2f}-{hi:.2f}" if np.isfinite(hi) else f"{n}\n>{lo:.2f}" for n, lo, hi in diag.bands]
+    return _heatmaps(diag, "band_mse_EHSF", labels, "residual power in band (vs target)", h)
+
+
+def steps_figure(diag: Diagnostics, h: int = 0) -> Figure:
+    """Full-data gradient norm, effective step size (update / minibatch gradient) and the mean
+    full-data loss decrease per step between evaluations, per optimizer."""
+    summary = diagnostics_summary(diag)["optimizers"]
+    names, style = diag.config.optimizer_names, styles(diag.config.optimizer_names)
+    fig, axes = _panels(3)
+    for name in names:
+        hist = summary[name][h]["history"]
+        for ax, key in zip(axes, ("grad_norm", "step_size", "drop_per_step")):
+            values = np.array([np.nan if v is None else v for v in hist[key]], float)
+            ax.plot(diag.eval_steps, np.abs(values), marker=".", label=name, **style[name])
+    for ax, title in zip(
+        axes,
+        (
+            "full-data gradient norm",
+            "update norm / minibatch gradient norm",
+            "|mean MSE change per step| between evaluations",
+        ),
+    ):
+        ax.set_yscale("log")
+        ax.set_title(title)
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8)
+    return fig
+
+
+def diagnostics_figures(diag: Diagnostics, h: int = 0) -> dict[str, Figure]:
+    """``{file name: Figure}`` for grid point ``h`` (medians over seeds; spectra of seed 0)."""
+    figures = {"diag_sharpness.png": sharpness_figure(diag, h), "diag_steps.png": steps_figure(diag, h)}
+    if len(diag.spectrum_steps):
+        figures["diag_spectra.png"] = spectrum_figure(diag, h)
+    figures["diag_error_regions.png"] = region_figure(diag, h)
+    if np.any(np.isfinite(diag.runs[diag.config.optimizer_names[0]].band_mse_EHSF)):
+        figures["diag_error_bands.png"] = band_figure(diag, h)
+    return figures
+
+
+def _pct(x) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}%"
+
+
+def _g(x, digits: int = 3) -> str:
+    return "n/a" if x is None else f"{x:.{digits}g}"
+
+
+def _argmax(values) -> int:
+    return int(np.nanargmax(np.array([np.nan if v is None else v for v in values], float)))
+
+
+def _sharpness_text(name: str, point: dict, steps) -> list[str]:
+    hist, thr = point["history"], point["threshold"]
+    sharp = hist["sharpness"]
+    i = _argmax(sharp)
+    lines = [
+        f"- Sharpness (top Hessian eigenvalue, full data): {_g(sharp[0])} at step 0, {_g(sharp[-1])} at the end, "
+        f"max {_g(sharp[i])} at step {steps[i]}."
+    ]
+    if thr and thr["kind"] == "sharpness":
+        lines.append(
+            f"  Stability threshold {_g(thr['value'])}: the largest sharpness is {_pct(sharp[i] / thr['value'])} of it."
+        )
+    if thr and thr["kind"] == "preconditioned":
+        pre = [v for v in hist["precond_sharpness"] if v is not None]
+        j = _argmax(hist["precond_sharpness"])
+        lines.append(
+            f"  Preconditioned sharpness λ_max(P^-1 H): median {_g(float(np.median(pre)))} over the evaluations, "
+            f"max {_g(hist['precond_sharpness'][j])} at step {steps[j]}, against the threshold "
+            f"(2+2β1)/(1-β1) = {_g(thr['value'])} ({_pct(float(np.median(pre)) / thr['value'])} of it at the median)."
+        )
+    return lines
+
+
+def _spectrum_text(point: dict, iters: int) -> list[str]:
+    lines = []
+    for spec in point["spectra"]:
+        hs, pre = spec["hessian"], spec["preconditioned"]
+        line = (
+            f"- Spectrum at step {spec['step']}: top {_g(hs['top'])} (Lanczos on the same subsample: "
+            f"{_g(spec['lanczos_top'])}), min {_g(hs['min'])}, {_pct(hs['negative_fraction'])} negative; "
+            f"{_pct(hs['stuck_fraction'])} of directions have lr_eff·λ < "
+            f"{_g(point['effective_lr'] * hs['stuck_below'])} "
+            f"(λ < {_g(hs['stuck_below'])}), which {iters} steps cannot halve"
+        )
+        if pre:
+            line += (
+                f"; through Adam's preconditioner {_pct(pre['stuck_fraction'])} are (λ(P^-1 H) < "
+                f"{_g(pre['stuck_below'])}, top {_g(pre['top'])})"
+            )
+        lines.append(line + ".")
+    return lines
+
+
+def _error_text(point: dict, regions, bands) -> list[str]:
+    reg, band = point["history"]["region_mse"][-1], point["history"]["band_mse"][-1]
+    lines = ["- Final MSE by region of x: " + ", ".join(f"{n} {_g(v)}" for (n, *_), v in zip(regions, reg)) + "."]
+    if band[0] is not None:
+        total = sum(band)
+        lines.append(
+            "- Final residual power (vs the noise-free target) by band: "
+            + ", ".join(f"{n} {_g(v)} ({_pct(v / total)})" for (n, *_), v in zip(bands, band))
+            + "."
+        )
+    return lines
+
+
+def _stability_text(opts: dict) -> list[str]:
+    parts, edge = [], []
+    for name, point in opts.items():
+        thr = point["threshold"]
+        if not thr:
+            continue
+        key = "sharpness" if thr["kind"] == "sharpness" else "precond_sharpness"
+        top = max(v for v in point["history"][key] if v is not None)
+        parts.append(f"{name} {_g(top)} = {_pct(top / thr['value'])} of {_g(thr['value'])}")
+        if top >= 0.8 * thr["value"]:
+            edge.append(name)
+    if not parts:
+        return []
+    verdict = (
+        f"{', '.join(edge)} train(s) at the edge of stability (>= 80% of the threshold)."
+        if edge
+        else "No optimizer reaches its edge of stability: the top curvature limits none of them at these learning "
+        "rates, so it does not explain the ordering."
+    )
+    return [
+        f"- Largest (preconditioned for Adam) sharpness against the stability threshold: {'; '.join(parts)}. {verdict}"
+    ]
+
+
+def _learnable_text(opts: dict, iters: int) -> list[str]:
+    rows, counts = [], {}
+    for name, point in opts.items():
+        if not point["spectra"]:
+            return []
+        end = point["spectra"][-1]
+        kind = "preconditioned" if end["preconditioned"] else "hessian"
+        counts[name] = end[kind]["learnable"]
+        text = f"{name} {counts[name]}" + (" through its preconditioner" if kind == "preconditioned" else "")
+        if kind == "preconditioned":
+            text += f" ({end['hessian_at_lr']['learnable']} at its lr without it)"
+        rows.append(text)
+    by_mse = sorted(opts, key=lambda n: opts[n]["final_mse"])
+    same = by_mse == sorted(opts, key=lambda n: -counts[n])
+    return [
+        f"- Directions whose error {iters} steps can at least halve (exact spectrum at the last step): "
+        f"{'; '.join(rows)}. Ordered by that count the optimizers {'rank as' if same else 'do not rank as'} "
+        f"by final MSE."
+    ]
+
+
+def _region_text(summary: dict) -> list[str]:
+    opts = summary["optimizers"]
+    names = [r["name"] for r in summary["regions"]]
+    final = {n: opts[n][0]["history"]["region_mse"][-1] for n in opts}
+    best_total = min(opts, key=lambda n: opts[n][0]["final_mse"])
+    lines, beaten = [], []
+    for i, region in enumerate(names):
+        winner = min(opts, key=lambda n: np.inf if final[n][i] is None else final[n][i])
+        if winner != best_total:
+            beaten.append(f"{region} ({winner} {_g(final[winner][i])} vs {best_total} {_g(final[best_total][i])})")
+    share = np.array(summary["region_fraction"])
+    for name in opts:
+        sq = share * np.array([np.nan if v is None else v for v in final[name]], float)
+        i = int(np.nanargmax(sq))
+        lines.append(
+            f"{name}: {_pct(sq[i] / np.nansum(sq))} in the {names[i]} (MSE {_g(final[name][i])}, "
+            f"peak {_g(final[name][0])})"
+        )
+    out = [f"- Where the final squared error lies (largest share per optimizer): {'; '.join(lines)}."]
+    if beaten:
+        out.append(f"- {best_total} has the lowest total MSE but not in every region: {', '.join(beaten)}.")
+    return out
+
+
+def conclusions(summary: dict) -> list[str]:
+    """The cross-optimizer findings, each computed from ``summary``."""
+    opts = {n: p[0] for n, p in summary["optimizers"].items()}
+    order = sorted(opts, key=lambda n: opts[n]["final_mse"])
+    out = [
+        "## What the measurements say about the seed's conclusion",
+        "",
+        "- Final full-data MSE: " + " < ".join(f"{n} {_g(opts[n]['final_mse'])}" for n in order) + ".",
+    ]
+    if {"sgd", "momentum", "adam"} <= set(opts):
+        holds = order.index("adam") < order.index("momentum") < order.index("sgd")
+        out[-1] += f" The seed's ordering (Adam < momentum < SGD) {'holds' if holds else 'does not hold'} here."
+    out += _stability_text(opts)
+    out += _learnable_text(opts, summary["config"]["train"]["iters"])
+    sizes = {n: float(np.nanmedian(np.array(p["history"]["step_size"][1:], float))) for n, p in opts.items()}
+    out.append(
+        "- Median effective step size (update norm / minibatch gradient norm): "
+        + ", ".join(f"{n} {_g(v)}" for n, v in sizes.items())
+        + "."
+    )
+    out += _region_text(summary)
+    return out
+
+
+def findings_markdown(summary: dict) -> str:
+    """``diagnostics.md``: per optimizer the measured curvature, steps and error, then what they
+    say about the seed's conclusion. Every number comes from ``summary``."""
+    cfg, steps = summary["config"], summary["eval_steps"]
+    iters = cfg["train"]["iters"]
+    regions = [(r["name"], r["abs_x_from"], r["abs_x_to"]) for r in summary["regions"]]
+    bands = [(b["name"], b["cycles_from"], b["cycles_to"]) for b in summary["bands"]]
+    out = [
+        "# Diagnostics",
+        "",
+        f"{', '.join(summary['optimizers'])}; {iters} iterations, batch {cfg['train']['batch_size']}, "
+        f"{cfg['seeds']} seed(s) (medians over seeds), grid point 0 of each optimizer. Sharpness by "
+        f"{summary['lanczos_iters']} Lanczos steps on the full data; exact spectra on a "
+        f"{summary['subsample']['n']}-point subsample ({summary['subsample']['method']}).",
+        "",
+    ]
+    for name, points in summary["optimizers"].items():
+        point = points[0]
+        hp = ", ".join(f"{k} {_g(v)}" for k, v in point["hparams"].items())
+        hist = point["history"]
+        out += [f"## {name} ({hp})", "", f"- Final full-data MSE {_g(point['final_mse'], 4)}."]
+        out += _sharpness_text(name, point, steps)
+        out += _spectrum_text(point, iters)
+        out.append(
+            f"- Steps: effective step size (update norm / minibatch gradient norm) median "
+            f"{_g(float(np.nanmedian(np.array(hist['step_size'][1:], float))))}; full-data gradient norm "
+            f"{_g(hist['grad_norm'][0])} at step 0, {_g(hist['grad_norm'][-1])} at the end."
+        )
+        out += _error_text(point, regions, bands)
+        out.append("")
+    out += conclusions(summary)
+    return "\n".join(out) + "\n"
