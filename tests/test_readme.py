@@ -43,6 +43,10 @@ NOT_RUN = {
     "python scripts/compare.py --no-plots --out <tmp>": "a placeholder directory; the full seed study",
     "python scripts/bench.py": "the benchmark, about 5 minutes; --quick runs in tests/test_bench.py",
     "python scripts/validate.py": "about 4 minutes; --quick runs in tests/test_validate.py",
+    "python scripts/diagnose.py": (
+        "the seed study with exact Hessian spectra, 1.5-3.5 minutes; small runs in tests/test_diagnostics.py"
+    ),
+    "python scripts/diagnose.py --seeds 4 --lr 3e-3": "4 seeds x 10,000 steps with spectra, minutes",
     "XLA_FLAGS=--xla_force_host_platform_device_count=2 python tests/multiprocess_worker.py --coordinator "
     "localhost:12345 --num-processes 2 --process-id 0 --out mp_out &": (
         "one of two processes that must run together (fixed port); tests/test_multiprocess.py runs this recipe"
