@@ -13,7 +13,6 @@ spectra included) and diag_*.png figures into --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -107,7 +106,7 @@ def main(argv=None) -> None:
     from jaxopt_cmp.diagnostics import run_diagnostics, subsample_check
     from jaxopt_cmp.diagnostics_report import diagnostics_figures, diagnostics_summary, findings_markdown
     from jaxopt_cmp.figures import save_figures
-    from jaxopt_cmp.io import atomic_write_bytes, claim_out_dir
+    from jaxopt_cmp.io import atomic_write_bytes, claim_out_dir, dumps
 
     with claim_out_dir(args.out or _cli.default_out("diagnose"), args.overwrite, OUTPUTS) as out:
         print(f"output directory: {out.path}")
@@ -126,7 +125,7 @@ def main(argv=None) -> None:
             summary["subsample"]["check"] = subsample_check(diag, sizes)
         summary["timing"].update(total_s=time.perf_counter() - wall, total_cpu_s=time.process_time() - cpu)
         text = findings_markdown(summary)
-        atomic_write_bytes(out.path / "diagnostics.json", json.dumps(summary, indent=1, allow_nan=False).encode())
+        atomic_write_bytes(out.path / "diagnostics.json", dumps(summary).encode())
         atomic_write_bytes(out.path / "diagnostics.md", text.encode())
         arrays = {f"{n}/{f}": getattr(r, f) for n, r in diag.runs.items() for f in r._fields}
         with open(out.path / "diagnostics.npz", "wb") as fh:

@@ -333,8 +333,8 @@ def own_feeds(cfg: StudyConfig) -> list[train.SeedFeed]:
     """Each seed's data, initial weights and batches drawn from ``run_study``'s own generators."""
     feeds = []
     for i in range(cfg.seeds):
-        x, y = data.make_data(train.seed_generator(cfg.seed, i, train._DATA), cfg.data)
-        batches = train.seed_generator(cfg.seed, i, train._BATCH)
+        x, y = data.make_data(train.seed_generator(cfg.seed, i, train.DATA), cfg.data)
+        batches = train.seed_generator(cfg.seed, i, train.BATCH)
         idx_TB = [data.batch_indices(batches, cfg.data.n_data, cfg.train.batch_size) for _ in range(cfg.train.iters)]
         params = convert.params_from_torch(train.initial_model(cfg, i))
         feeds.append(train.SeedFeed(x.numpy(), y.numpy(), params, torch.stack(idx_TB).numpy()))
