@@ -152,8 +152,28 @@ def test_compare_without_figures_imports_neither_pyplot_nor_torch(tmp_path):
         sys.path.insert(0, "scripts")
         import compare
         compare.main("--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots --no-cache "
-                     "--out {tmp_path / 'o'}".split())
+                     "--out {tmp_path / "o"}".split())
         heavy = [m for m in ("matplotlib.pyplot", "torch", "pandas") if m in sys.modules]
         assert not heavy, heavy
     """)
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)
+
+
+def test_scripts_fill_the_persistent_compilation_cache(tmp_path):
+    """The compiled study has no host callback, so JAX's persistent cache stores it; --no-cache
+    leaves the cache alone; the library's default follows $JAXOPT_CMP_CACHE_DIR."""
+    tiny = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots".split()
+    cache = tmp_path / "cache"
+
+    def run(*extra, env=None):
+        argv = [sys.executable, "scripts/compare.py", *tiny, *extra]
+        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
+
+    run("--out", str(tmp_path / "a"), "--cache-dir", str(cache))
+    assert any(p.name.startswith("jit_chunk") for p in cache.iterdir())  # the training program itself
+    run("--out", str(tmp_path / "b"), "--no-cache", env={**os.environ, "JAXOPT_CMP_CACHE_DIR": str(tmp_path / "c")})
+    assert not (tmp_path / "c").exists()
+    code = "from jaxopt_cmp.runtime import default_cache_dir; print(default_cache_dir())"
+    env = {**os.environ, "JAXOPT_CMP_CACHE_DIR": str(tmp_path / "c")}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.strip() == str(tmp_path / "c")
