@@ -34,6 +34,7 @@ from jaxopt_cmp import curvature
 from jaxopt_cmp.checks import ConfigError, check_int
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.data import Data, batch_indices
+from jaxopt_cmp.io import json_safe
 from jaxopt_cmp.model import init_params, make_model, mse
 from jaxopt_cmp.optimizers import make_optimizer
 from jaxopt_cmp.study import seed_keys
@@ -414,17 +415,6 @@ def exact_spectra(cfg, loss, snaps, seeds, spec_idx, subsample, lanczos_iters, e
     return {n: (eig[n], peig[n], lz[n], params[n], scaling[n]) for n in names}, timing
 
 
-def json_ready(x):
-    """JSON-ready: numpy scalars to floats, NaN/inf to None, arrays to nested lists."""
-    if isinstance(x, dict):
-        return {k: json_ready(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple, np.ndarray)):
-        return [json_ready(v) for v in x]
-    if isinstance(x, (float, np.floating)):
-        return float(x) if math.isfinite(x) else None
-    return x.item() if isinstance(x, np.generic) else x
-
-
 def subsample_check(diag: Diagnostics, sizes=(512, 1024, 2048), data: Data | None = None, k: int = -1) -> dict:
     """The exact spectrum on each subsample size against the full-data one, at spectrum step
     ``k`` (default the last) of grid point 0, seed 0 of every optimizer (raw Hessian, and the
@@ -456,4 +446,4 @@ def subsample_check(diag: Diagnostics, sizes=(512, 1024, 2048), data: Data | Non
                     np.linalg.eigvalsh(d[:, None] * Hs * d[None, :]), pfull, 1.0, cfg.train.iters
                 )
         out["optimizers"][name] = per
-    return json_ready(out)
+    return json_safe(out)

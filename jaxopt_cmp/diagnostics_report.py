@@ -12,8 +12,9 @@ from matplotlib.figure import Figure
 
 from jaxopt_cmp import curvature
 from jaxopt_cmp.config import to_dict
-from jaxopt_cmp.diagnostics import Diagnostics, json_ready
+from jaxopt_cmp.diagnostics import Diagnostics
 from jaxopt_cmp.figures import styles
+from jaxopt_cmp.io import json_restore, json_safe
 
 
 def _grid_point(diag: Diagnostics, name: str, h: int) -> dict:
@@ -61,7 +62,7 @@ def diagnostics_summary(diag: Diagnostics) -> dict:
     """A JSON-ready dict (NaN as null) of ``diag``: settings, per optimizer and grid point the
     histories (median over seeds), thresholds and spectrum statistics at the spectrum steps."""
     counts = diag.region_count_SR
-    return json_ready({
+    return json_safe({
         "schema": "jaxopt_cmp.diagnostics/1",
         "config": to_dict(diag.config),
         "eval_steps": diag.eval_steps,
@@ -395,6 +396,7 @@ def conclusions(summary: dict) -> list[str]:
 def findings_markdown(summary: dict) -> str:
     """``diagnostics.md``: per optimizer the measured curvature, steps and error, then what they
     say about the seed's conclusion. Every number comes from ``summary``."""
+    summary = json_restore(summary)  # "inf" back to a float (a diverged run); NaN stays None
     cfg, steps = summary["config"], summary["eval_steps"]
     iters = cfg["train"]["iters"]
     regions = [(r["name"], r["abs_x_from"], r["abs_x_to"]) for r in summary["regions"]]

@@ -45,7 +45,10 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:
 
 def json_safe(value):
     """JSON's policy for non-finite floats, everywhere: +inf -> "inf", -inf -> "-inf", NaN -> None
-    (strict JSON, readable by any parser); :func:`json_restore` inverts the strings."""
+    (strict JSON, readable by any parser); numpy arrays and scalars become lists and numbers.
+    :func:`json_restore` inverts the strings."""
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy arrays and scalars
+        value = value.tolist()
     if isinstance(value, float) and not math.isfinite(value):
         return None if math.isnan(value) else ("inf" if value > 0 else "-inf")
     if isinstance(value, dict):
