@@ -40,7 +40,7 @@ NOT_RUN = {
     "python scripts/study.py --from runs/study-XXXX": (
         "a placeholder directory; --from is run on a real study in tests/test_reliability.py"
     ),
-    "python scripts/compare.py --no-plots --out <tmp>": "a placeholder directory; the full seed study",
+    "python scripts/compare.py --out <tmp> --cache-dir <tmp cache>": "placeholders (bench.py runs it, cold and warm)",
     "python scripts/bench.py": "the benchmark, about 5 minutes; --quick runs in tests/test_bench.py",
     "python scripts/validate.py": "about 4 minutes; --quick runs in tests/test_validate.py",
     "python scripts/diagnose.py": (
