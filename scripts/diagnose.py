@@ -142,4 +142,5 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
+    _cli.setup_process()
     _cli.run_main(PROG, main)

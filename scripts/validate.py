@@ -112,4 +112,5 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    _cli.setup_process()
     _cli.run_main(PROG, lambda: sys.exit(main()))
