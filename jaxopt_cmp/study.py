@@ -290,28 +290,26 @@ def clear_cache() -> None:
     _COMPILED.clear()
 
 
-def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel) -> StudyOutput:
-    """Host arrays with the seed axis restored (J, K -> S) from the final carry and evaluations."""
+def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel) -> tuple[StudyOutput, Carry]:
+    """Host arrays with the seed axis restored (J, K -> S), and the final carry on the host. The
+    whole tree is brought over at once (with several processes: one gather program, not one per
+    array and evaluation)."""
     names = cfg.optimizer_names
-    mse_EJHK = {n: np.stack([to_host(ev.mse_JHK[n]) for ev in evals]) for n in names}
-    params = {}
-    for n in names:
-        flat_HSP = ungroup(to_host(carry.runs[n].params), 2)
-        params[n] = jax.vmap(jax.vmap(unravel))(jnp.asarray(flat_HSP))
-    pred = None
-    if cfg.record_predictions:
-        pred = {n: np.stack([to_host(ev.pred_HN[n]) for ev in evals]) for n in names}
-    return StudyOutput(
+    carry, evals = to_host((carry._replace(batch_key=None), evals))  # keys are not host data
+    mse_EJHK = {n: np.stack([ev.mse_JHK[n] for ev in evals]) for n in names}
+    params = {n: jax.vmap(jax.vmap(unravel))(jnp.asarray(ungroup(carry.runs[n].params, 2))) for n in names}
+    pred = {n: np.stack([ev.pred_HN[n] for ev in evals]) for n in names} if cfg.record_predictions else None
+    out = StudyOutput(
         {n: ungroup(np.moveaxis(m, 1, 0), 3) for n, m in mse_EJHK.items()},
-        {n: ungroup(to_host(carry.runs[n].diverged_at), 2) for n in names},
+        {n: ungroup(carry.runs[n].diverged_at, 2) for n in names},
         {n: jax.tree_util.tree_map(np.asarray, p) for n, p in params.items()},
         pred,
     )
+    return out, carry
 
 
 def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel) -> StudyResult:
-    out = collect(cfg, carry, evals, unravel)
-    x_JKN1, y_JKN1 = to_host(carry.data.x), to_host(carry.data.y)
+    out, carry = collect(cfg, carry, evals, unravel)
     return StudyResult(
         config=cfg,
         eval_steps=np.asarray(cfg.train.eval_steps),
@@ -320,8 +318,8 @@ def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel) -> S
         diverged_at_HS=out.diverged_at_HS,
         params_HS=out.params_HS,
         pred_EHN=out.pred_EHN or {},
-        x_N=x_JKN1[0, 0, :, 0],
-        y_N=y_JKN1[0, 0, :, 0],
+        x_N=carry.data.x[0, 0, :, 0],  # seed 0: group 0, member 0
+        y_N=carry.data.y[0, 0, :, 0],
         timing=timing,
         versions=versions(),
     )
@@ -346,7 +344,7 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
             evals.append(ev)
             if progress is not None:
                 progress(t0 + length)
-        return collect(cfg, carry, evals, prepared.unravel)
+        return collect(cfg, carry, evals, prepared.unravel)[0]
 
     run.memory_analysis = chunk.memory_analysis  # the training loop's XLA buffers (bench.py reads it)
     return run, seed_keys(cfg.seed, cfg.seeds), prepared.grid, prepared.timing["compile_s"]

@@ -83,20 +83,20 @@ def test_readme_has_python_blocks_and_commands():
     assert python_blocks() and commands()  # the extraction below still finds what it looks for
 
 
+def run_in_scratch(tmp_path: Path, *args: str) -> None:
+    """Runs ``python *args`` from a scratch directory (see :func:`scratch_env`); asserts success."""
+    proc = subprocess.run(
+        [sys.executable, *args], capture_output=True, text=True, cwd=tmp_path, env=scratch_env(tmp_path), timeout=HANG_S
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+
+
 def test_readme_python_blocks_run(tmp_path):
     runner = "\n".join(
         f"exec(compile({code!r}, 'README.md, python block at line {line}', 'exec'), ns)"
         for line, code in python_blocks()
     )
-    proc = subprocess.run(
-        [sys.executable, "-c", "ns = {'__name__': '__main__'}\n" + runner],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=scratch_env(tmp_path),
-        timeout=HANG_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_in_scratch(tmp_path, "-c", "ns = {'__name__': '__main__'}\n" + runner)
 
 
 def test_not_run_lists_only_commands_the_readme_shows():
@@ -108,12 +108,4 @@ def test_not_run_lists_only_commands_the_readme_shows():
 def test_readme_command_runs(command, tmp_path):
     argv = shlex.split(command)
     assert argv[0] == "python", f"{command!r}: run only python commands here, or list it in NOT_RUN"
-    proc = subprocess.run(
-        [sys.executable, *argv[1:]],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=scratch_env(tmp_path),
-        timeout=HANG_S,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_in_scratch(tmp_path, *argv[1:])

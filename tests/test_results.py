@@ -101,13 +101,18 @@ def test_diverged_runs_round_trip_exactly(saved):
         assert {k: tuple(v) for k, v in back.grid[opt.name].items()} == opt.grid()
 
 
-def test_failed_write_of_results_json_keeps_the_previous_result(saved, tmp_path):
-    """Every other file fits under the limit; results.json (padded) does not: it fails midway."""
-    _, good = saved
-    out = tmp_path / "run"
+def copy_of(good: Path, out: Path) -> Path:
+    """A byte-for-byte copy of a saved result directory (the "previous result" a save replaces)."""
     out.mkdir()
     for name, data in snapshot(good).items():
         (out / name).write_bytes(data)
+    return out
+
+
+def test_failed_write_of_results_json_keeps_the_previous_result(saved, tmp_path):
+    """Every other file fits under the limit; results.json (padded) does not: it fails midway."""
+    _, good = saved
+    out = copy_of(good, tmp_path / "run")
     before = snapshot(out)
     others = max(len(data) for name, data in before.items() if name != "results.json")
     limit = others + 4096
@@ -119,10 +124,7 @@ def test_failed_write_of_results_json_keeps_the_previous_result(saved, tmp_path)
 
 def test_failed_write_of_arrays_keeps_the_previous_result(saved, tmp_path):
     _, good = saved
-    out = tmp_path / "run"
-    out.mkdir()
-    for name, data in snapshot(good).items():
-        (out / name).write_bytes(data)
+    out = copy_of(good, tmp_path / "run")
     before = snapshot(out)
     save_under_limit(good, out, len(before["arrays.npz"]) // 2)
     assert snapshot(out) == before  # nothing replaced, nothing left behind
