@@ -1,22 +1,26 @@
 """The fits over training as an animated GIF (``fits.gif``): one frame per evaluation, drawn with
-:mod:`jaxopt_cmp.figures`' fit panel, written by a fast Pillow writer."""
+:mod:`jaxopt_cmp.figures`' fit panel on one Agg canvas (the still parts drawn once), encoded by
+Pillow with one palette."""
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 
-from jaxopt_cmp.figures import LEGEND_PT, _fit_figure, _fixed_layout, _ticks
+import numpy as np
+
+from jaxopt_cmp.figures import LEGEND_PT, _fit_figure, _fixed_layout, _ticks, agg_canvas
 from jaxopt_cmp.report import settings_text
 from jaxopt_cmp.results import StudyResult
+
+UNCHANGED = 255  # the palette index of "as in the previous frame" (GIF transparency)
 
 
 def fits_gif(result: StudyResult, h: dict[str, int] | None = None, fps: float = 4.0) -> bytes:
     """An animated GIF of seed 0's fits over training, one frame per evaluation, with the MSEs
-    beside the legend (``matplotlib.animation.FuncAnimation`` and a Pillow GIF writer)."""
-    from matplotlib.animation import FuncAnimation
-
+    beside the legend."""
     margins = dict(left=0.75, bottom=0.5, top=0.55)
-    fig, ax, fit, lines = _fit_figure(result, h, (8, 3.8), 80, 800, **margins)
+    fig, ax, fit, lines = _fit_figure(result, h, (8, 3.8), 80, 800)
     ax.set(xticks=_ticks(fit.xlim, 8), yticks=_ticks(fit.ylim, 6))
     fig.suptitle(f"Seed 0's fits during training: {settings_text(result, h)}", fontsize=9)
     longest = [f"{n} MSE 0.000000" for n in fit.names]  # the widest ".3g" MSE text
@@ -35,46 +39,42 @@ def fits_gif(result: StudyResult, h: dict[str, int] | None = None, fps: float = 
         for text, (label, colour) in zip(texts, fit.mse_labels(e, len(texts), named=True)):
             text.set(text=label, color=colour)
 
-    buf = io.BytesIO()
-    anim = FuncAnimation(fig, frame, frames=len(result.eval_steps), interval=1000 / fps, repeat=False)
-    anim.save(buf, writer=_gif_writer(fps, moving))
-    return buf.getvalue()
+    return gif_bytes(_frames(fig, frame, len(result.eval_steps), moving), fps)
 
 
-def _gif_writer(fps: float, moving: list):
-    """A Pillow GIF writer for ``matplotlib.animation``: the still parts of the figure are drawn
-    once, only the ``moving`` artists per frame (blitting), and every frame gets the last one's
-    palette (no flicker): several times faster than :class:`~matplotlib.animation.PillowWriter`."""
-    from matplotlib.animation import AbstractMovieWriter
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from PIL import Image
-
-    class GifWriter(AbstractMovieWriter):
-        def setup(self, fig, outfile, dpi=None):  # outfile: a binary file object
-            self.fig, self.outfile, self.dpi, self.frames, self.still = fig, outfile, fig.dpi, [], None
-            base = fig.canvas  # the animation's idle redraws stay no-ops: it keeps the base canvas
-            self.canvas = FigureCanvasAgg(fig)
-            fig.set_canvas(base)
-
-        def grab_frame(self, **savefig_kwargs):
-            if self.still is None:  # draw all but the moving artists once
-                for artist in moving:
-                    artist.set_visible(False)
-                self.canvas.draw()
-                self.still = self.canvas.copy_from_bbox(self.fig.bbox)
-                for artist in moving:
-                    artist.set_visible(True)
-            self.canvas.restore_region(self.still)
-            renderer = self.canvas.get_renderer()
+def _frames(fig, update: Callable[[int], None], n: int, moving: list) -> list[np.ndarray]:
+    """The ``n`` frames (RGB arrays) of ``fig`` after ``update(k)``, k < n. Blitting: the figure
+    without the ``moving`` artists is drawn once; each frame restores it and draws only those."""
+    with agg_canvas(fig) as canvas:
+        for artist in moving:
+            artist.set_visible(False)
+        canvas.draw()
+        still = canvas.copy_from_bbox(fig.bbox)
+        for artist in moving:
+            artist.set_visible(True)
+        renderer, frames = canvas.get_renderer(), []
+        for k in range(n):
+            update(k)
+            canvas.restore_region(still)
             for artist in moving:
                 artist.draw(renderer)
-            rgba = Image.frombuffer("RGBA", self.canvas.get_width_height(), self.canvas.buffer_rgba())
-            self.frames.append(rgba.convert("RGB"))
+            frames.append(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+        return frames
 
-        def finish(self):
-            palette = self.frames[-1].quantize(255, method=Image.Quantize.FASTOCTREE)
-            frames = [f.quantize(palette=palette, dither=Image.Dither.NONE) for f in self.frames]
-            kw = dict(save_all=True, append_images=frames[1:], duration=round(1000 / fps), loop=0)
-            frames[0].save(self.outfile, format="GIF", **kw)
 
-    return GifWriter(fps=fps)
+def gif_bytes(frames: list[np.ndarray], fps: float) -> bytes:
+    """An animated GIF of RGB ``frames`` (equal shapes), looping. One palette for all, from the
+    last frame (no flicker between frames); from the second frame on, pixels equal to the previous
+    frame's are transparent (``UNCHANGED``), so they cost next to nothing to encode or store."""
+    from PIL import Image
+
+    palette = Image.fromarray(frames[-1]).quantize(UNCHANGED, method=Image.Quantize.FASTOCTREE)
+    index = [np.asarray(Image.fromarray(f).quantize(palette=palette, dither=Image.Dither.NONE)) for f in frames]
+    images = [index[0]] + [np.where(now == before, np.uint8(UNCHANGED), now) for before, now in zip(index, index[1:])]
+    images = [Image.fromarray(im, "P") for im in images]
+    for im in images:
+        im.putpalette(palette.getpalette())
+    buf = io.BytesIO()
+    kw = dict(duration=round(1000 / fps), loop=0, optimize=False, transparency=UNCHANGED, disposal=1)
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], **kw)
+    return buf.getvalue()
