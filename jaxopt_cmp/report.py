@@ -73,7 +73,8 @@ def final_table(result: StudyResult) -> str:
     table = format_table(header, rows)
     train_s = result.timing.get("train_s")
     if not timed and train_s is not None:
-        table += f"\ntrain {train_s:.2f} s for all {len(names)} optimizers together (one compiled program)"
+        where = result.versions.get("placement", "one device")
+        table += f"\ntrain {train_s:.2f} s for all {len(names)} optimizers (one compiled program; {where})"
     return table
 
 

@@ -21,12 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxopt_cmp import lanes as lanes_mod
 from jaxopt_cmp.budget import check_budget
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.data import Data, check_user_data
 from jaxopt_cmp.distributed import check_same_on_every_process, shard_seeds, to_host
 from jaxopt_cmp.io import versions
+from jaxopt_cmp.lanes import LanePlan, lane_fns, pick, plan_lanes
 from jaxopt_cmp.results import StudyResult
 from jaxopt_cmp.train import Carry, Evaluation, chunk_lengths, flat_model, make_study_fns, steps_per_draw
 
@@ -142,7 +144,7 @@ def _warn_if_one_core(cfg: StudyConfig) -> None:
         )
 
 
-def _shape_key(cfg: StudyConfig, with_data: bool) -> tuple:
+def _shape_key(cfg: StudyConfig, with_data: bool, plan: LanePlan | None) -> tuple:
     """The part of a config the compiled program depends on (values like lr, seed, iters: not)."""
     optimizers = tuple((o.name, tuple(sorted(o.grid())), o.grid_size) for o in cfg.optimizers)
     train = (cfg.train.batch_size, cfg.train.dtype, steps_per_draw(cfg.train.eval_every))
@@ -157,6 +159,7 @@ def _shape_key(cfg: StudyConfig, with_data: bool) -> tuple:
         seed_groups(cfg.seeds),
         jax.device_count(),
         jax.default_backend(),
+        None if plan is None else plan.key(),
     )
 
 
@@ -209,6 +212,8 @@ class PreparedStudy:
     initial_flat: np.ndarray
     unravel: Callable
     user_data: bool
+    plan: LanePlan | None = None
+    placement: str = "one device"
 
     def initial_params(self):
         """Seed 0's initial parameters (every optimizer of seed 0 starts from them)."""
@@ -227,7 +232,9 @@ class PreparedStudy:
             if progress is not None:
                 progress(t0 + length)
         timing = {**self.timing, "train_s": time.perf_counter() - start}
-        return to_result(self.config, carry, evals, self.grid, timing, self.unravel)
+        result = to_result(self.config, carry, evals, self.grid, timing, self.unravel, self.plan)
+        result.versions["placement"] = self.placement
+        return result
 
 
 def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: float | None = None) -> PreparedStudy:
@@ -236,9 +243,10 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     estimated memory exceeds ``max_bytes`` (default: most of the available memory)."""
     check_runnable(cfg, data, max_bytes)
     check_same_on_every_process(cfg, data)
-    key = _shape_key(cfg, data is not None)
     groups = seed_groups(cfg.seeds)
     mesh = seed_mesh(cfg.seeds, groups)
+    plan = plan_lanes(cfg) if mesh is None else None
+    key = _shape_key(cfg, data is not None, plan)
     keys_JK = group_keys(seed_keys(cfg.seed, cfg.seeds), groups, mesh)
     grid = grid_arrays(cfg)
     extra = _data_args(cfg, data)
@@ -246,7 +254,11 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     if key not in _COMPILED:
         start = time.perf_counter()
         init, chunk = make_study_fns(cfg)
-        out = layouts(mesh, jax.eval_shape(init, keys_JK, grid, *extra))
+        if plan is not None:
+            init, chunk = lane_fns(plan, init, chunk)
+            out = lanes_mod.layouts(plan, jax.eval_shape(init, keys_JK, grid, *extra))
+        else:
+            out = layouts(mesh, jax.eval_shape(init, keys_JK, grid, *extra))
         # Chunks keep the carry's layout (out = in), so one executable serves every chunk.
         in_chunk = None if out is None else (out[0], None, None)
         _COMPILED[key] = {
@@ -264,7 +276,8 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
         compile_s += time.perf_counter() - start
     start = time.perf_counter()
     first_name = cfg.optimizer_names[0]
-    initial_flat = to_host(carry.runs[first_name].params)[0, 0, 0]
+    initial_flat = to_host(carry.runs[first_name].params)
+    initial_flat = (initial_flat if plan is None else initial_flat[plan.owner(first_name)])[0, 0, 0]
     setup_s += time.perf_counter() - start
     _, unravel = flat_model(cfg)
     return PreparedStudy(
@@ -277,6 +290,8 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
         initial_flat,
         unravel,
         data is not None,
+        plan,
+        placement(mesh, plan),
     )
 
 
@@ -290,12 +305,24 @@ def clear_cache() -> None:
     _COMPILED.clear()
 
 
-def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel) -> tuple[StudyOutput, Carry]:
+def placement(mesh: Mesh | None, plan: LanePlan | None) -> str:
+    """Where a study ran, in words (results keep it beside the versions)."""
+    if mesh is not None:
+        return f"seeds split over {mesh.size} devices"
+    if plan is not None:
+        lanes = " | ".join(", ".join(lane) for lane in plan.lanes)
+        return f"optimizers in {len(plan.lanes)} lanes, one per device ({lanes})"
+    return "one device"
+
+
+def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel, plan: LanePlan | None = None):
     """Host arrays with the seed axis restored (J, K -> S), and the final carry on the host. The
     whole tree is brought over at once (with several processes: one gather program, not one per
     array and evaluation)."""
     names = cfg.optimizer_names
     carry, evals = to_host((carry._replace(batch_key=None), evals))  # keys are not host data
+    if plan is not None:
+        carry, evals = pick(plan, carry, evals)
     mse_EJHK = {n: np.stack([ev.mse_JHK[n] for ev in evals]) for n in names}
     params = {n: jax.vmap(jax.vmap(unravel))(jnp.asarray(ungroup(carry.runs[n].params, 2))) for n in names}
     pred = {n: np.stack([ev.pred_HN[n] for ev in evals]) for n in names} if cfg.record_predictions else None
@@ -308,8 +335,8 @@ def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel) ->
     return out, carry
 
 
-def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel) -> StudyResult:
-    out, carry = collect(cfg, carry, evals, unravel)
+def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel, plan=None) -> StudyResult:
+    out, carry = collect(cfg, carry, evals, unravel, plan)
     return StudyResult(
         config=cfg,
         eval_steps=np.asarray(cfg.train.eval_steps),
@@ -330,7 +357,7 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
     (or ``run(keys_S, grid, data)``) trains every run of ``cfg`` with those seeds' keys and grid
     values and returns a :class:`StudyOutput`; it reuses the compiled program each call."""
     prepared = prepare_study(cfg, data)
-    entry = _COMPILED[_shape_key(cfg, data is not None)]
+    entry = _COMPILED[_shape_key(cfg, data is not None, prepared.plan)]
     init_exec, chunk = entry["init"], entry["chunk"]
 
     def run(keys_S, grid, data=data):
@@ -344,7 +371,7 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
             evals.append(ev)
             if progress is not None:
                 progress(t0 + length)
-        return collect(cfg, carry, evals, prepared.unravel)[0]
+        return collect(cfg, carry, evals, prepared.unravel, prepared.plan)[0]
 
     run.memory_analysis = chunk.memory_analysis  # the training loop's XLA buffers (bench.py reads it)
     return run, seed_keys(cfg.seed, cfg.seeds), prepared.grid, prepared.timing["compile_s"]

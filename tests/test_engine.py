@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -148,25 +149,54 @@ def test_data_matches_seed_recipe():
     assert abs(resid.std() - 0.03) < 0.002 and abs(resid.mean()) < 0.002
 
 
-def test_sharded_equals_single_device(tmp_path):
-    """4 simulated CPU devices (seed axis sharded) give the results of one device."""
+def test_sharded_and_laned_equal_single_device(tmp_path):
+    """Several simulated CPU devices give the results of one device, both ways of using them: 2
+    seeds split over 2 devices, and 1 seed with the optimizers in lanes (2 devices: sgd and adam
+    on one, momentum on the other; a bigger grid gets a lane of its own; 3 devices: one each)."""
     code = textwrap.dedent(
         """
-        import sys, numpy as np, jax
-        from jaxopt_cmp.config import DataConfig, StudyConfig, TrainConfig
-        from jaxopt_cmp.study import run_study
-        cfg = StudyConfig(data=DataConfig(n_data=512), seeds=4, record_predictions=False,
-                          train=TrainConfig(iters=40, batch_size=16, eval_every=20))
-        res = run_study(cfg)
-        np.savez(sys.argv[1], n=jax.device_count(), **res.mse_EHS)
+        import json, sys, numpy as np, jax
+        from jaxopt_cmp.config import OptimizerConfig, seed_study
+        from jaxopt_cmp.study import prepare_study
+        out = {"n": jax.device_count()}
+        wide = ("momentum", "adam", OptimizerConfig.make("sgd", lr=[0.1, 0.2, 0.3]))
+        cases = {"S2-H1": (2, None), "S1-H1": (1, None), "S1-H3": (1, wide)}
+        for tag in sys.argv[2].split(","):
+            seeds, names = cases[tag]
+            cfg = seed_study(seeds=seeds, n_data=512, iters=30, batch_size=16, eval_every=10,
+                             record_predictions=True, optimizers=names)
+            prepared = prepare_study(cfg)
+            res = prepared.run()
+            out[tag + "-lanes"] = None if prepared.plan is None else [list(l) for l in prepared.plan.lanes]
+            out[tag] = {n: {"mse": res.mse_EHS[n].tolist(), "pred": res.pred_EHN[n].tolist(),
+                            "params": [np.asarray(p).tolist() for p in jax.tree_util.tree_leaves(res.params_HS[n])]}
+                        for n in res.mse_EHS}
+        json.dump(out, open(sys.argv[1], "w"))
         """
     )
     outs = {}
-    for n in (1, 4):
+    every = "S2-H1,S1-H1,S1-H3"
+    for n, tags in ((1, every), (2, every), (3, "S1-H1")):
         env = {**os.environ, "XLA_FLAGS": f"--xla_force_host_platform_device_count={n}"}
-        path = tmp_path / f"d{n}.npz"
-        subprocess.run([sys.executable, "-c", code, str(path)], check=True, env=env)
-        outs[n] = dict(np.load(path))
-    assert outs[1]["n"] == 1 and outs[4]["n"] == 4
-    for name in ("sgd", "momentum", "adam"):
-        np.testing.assert_allclose(outs[4][name], outs[1][name], rtol=1e-5)
+        path = tmp_path / f"d{n}.json"
+        subprocess.run([sys.executable, "-c", code, str(path), tags], check=True, env=env)
+        outs[n] = json.loads(path.read_text())
+    assert [outs[n]["n"] for n in outs] == [1, 2, 3]
+    lanes = {n: {k[:-6]: v for k, v in out.items() if k.endswith("-lanes")} for n, out in outs.items()}
+    assert lanes[1] == {"S2-H1": None, "S1-H1": None, "S1-H3": None}
+    assert lanes[2] == {
+        "S2-H1": None,  # 2 seeds over 2 devices: the seed axis is split instead
+        "S1-H1": [["sgd", "adam"], ["momentum"]],
+        "S1-H3": [["sgd"], ["momentum", "adam"]],
+    }
+    assert lanes[3] == {"S1-H1": [["sgd"], ["momentum"], ["adam"]]}
+    for n in (2, 3):
+        for tag in lanes[n]:
+            for name, want in outs[1][tag].items():
+                for what in ("mse", "pred", "params"):
+                    got = outs[n][tag][name][what]
+                    for g, w in zip(got, want[what]) if what == "params" else [(got, want[what])]:
+                        # Another per-device batch may pick other float32 kernels: a few ulps of
+                        # O(1) values (measured <= 2e-7 absolute), so atol beside rtol.
+                        msg = f"{n} devices {tag} {name} {what}"
+                        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=msg)
