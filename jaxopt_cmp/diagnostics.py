@@ -35,11 +35,11 @@ from jaxopt_cmp.checks import ConfigError, check_int
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.data import Data, batch_indices
 from jaxopt_cmp.io import json_safe
-from jaxopt_cmp.model import init_params, make_model, mse
+from jaxopt_cmp.model import mse
 from jaxopt_cmp.optimizers import make_optimizer
 from jaxopt_cmp.study import seed_keys
 from jaxopt_cmp.targets import TARGETS
-from jaxopt_cmp.train import RunState, SeedInputs, make_step, seed_inputs
+from jaxopt_cmp.train import RunState, SeedInputs, flat_model, make_step, seed_inputs
 
 SUBSAMPLE = 512  # data points of the exact spectrum: see subsample_check and the README "Why" section
 LANCZOS_ITERS = 12  # HVPs per sharpness estimate (warm started)
@@ -189,10 +189,7 @@ def make_diagnostics_fns(cfg: StudyConfig, lanczos_iters=LANCZOS_ITERS, regions=
     - ``loss(params_P, x_N1, y_N1)``: the MSE on a flat parameter vector.
     """
     dtype = jnp.dtype(cfg.train.dtype)
-    model = make_model(cfg.model, dtype)
-    template = jax.eval_shape(lambda k: init_params(k, cfg.model, dtype), jax.random.key(0))
-    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), template))
-    apply_flat = lambda variables, x: model.apply({"params": unravel(variables["params"])}, x)
+    apply_flat, _ = flat_model(cfg)
     loss = lambda p, x, y: mse(apply_flat({"params": p}, x), y)
     names = cfg.optimizer_names
     steps = {n: make_step(apply_flat, make_optimizer(n)) for n in names}

@@ -38,6 +38,10 @@ class LanePlan(NamedTuple):
     def owner(self, name: str) -> int:
         return next(i for i, lane in enumerate(self.lanes) if name in lane)
 
+    def sharding(self) -> NamedSharding:
+        """Of an array whose leading axis is the lane axis (every leaf of a laned carry)."""
+        return NamedSharding(self.mesh, PartitionSpec(AXIS))
+
     def key(self) -> tuple:
         """What a compiled program depends on: the split and the devices."""
         return self.lanes, tuple(d.id for d in self.mesh.devices.flat)
@@ -101,12 +105,6 @@ def lane_fns(plan: LanePlan, init: Callable, chunk: Callable) -> tuple[Callable,
 
     smap = lambda f, in_specs: jax.shard_map(f, mesh=plan.mesh, in_specs=in_specs, out_specs=spread, check_vma=False)
     return smap(init_local, PartitionSpec()), smap(chunk_local, (spread, PartitionSpec(), PartitionSpec()))
-
-
-def layouts(plan: LanePlan, carry_eval):
-    """Every leaf split along its lane axis."""
-    sharding = NamedSharding(plan.mesh, PartitionSpec(AXIS))
-    return jax.tree_util.tree_map(lambda _: sharding, carry_eval)
 
 
 def pick(plan: LanePlan, carry: Carry, evals: list[Evaluation]) -> tuple[Carry, list[Evaluation]]:

@@ -33,7 +33,10 @@ class MLP(nn.Module):
     @nn.compact
     def __call__(self, x):
         dense = lambda i, n: nn.Dense(
-            n, kernel_init=torch_kaiming_normal(), dtype=self.dtype, param_dtype=self.dtype,
+            n,
+            kernel_init=torch_kaiming_normal(),
+            dtype=self.dtype,
+            param_dtype=self.dtype,
             name=f"dense_{i}",
         )
         for i, width in enumerate(self.hidden):

@@ -14,6 +14,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -21,7 +22,6 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxopt_cmp import lanes as lanes_mod
 from jaxopt_cmp.budget import check_budget
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig
@@ -44,13 +44,22 @@ class StudyOutput(NamedTuple):
 
 def seed_keys(seed: int, n_seeds: int) -> jax.Array:
     """Seed ``i``'s key is ``fold_in(key(seed), i)``: independent of how many seeds run."""
-    root = jax.random.key(seed)
-    return jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(n_seeds))
+    return _seed_keys(np.uint32(seed), n_seeds, None)  # one small program per seed count, any seed
 
 
-def grid_arrays(cfg: StudyConfig) -> dict[str, dict[str, jax.Array]]:
-    dtype = jnp.dtype(cfg.train.dtype)
-    return {o.name: {k: jnp.asarray(v, dtype) for k, v in o.grid().items()} for o in cfg.optimizers}
+@partial(jax.jit, static_argnums=(1, 2))
+def _seed_keys(seed: jax.Array, n_seeds: int, groups: int | None) -> jax.Array:
+    """The keys ``(S,)``, or grouped ``(J, K)`` as :func:`group_keys` groups them."""
+    root = jax.random.key(seed)  # a uint32 seed gives the key of the same Python int (tested)
+    keys_S = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(n_seeds))
+    return keys_S if groups is None else keys_S.reshape(-1, groups).T
+
+
+def grid_arrays(cfg: StudyConfig) -> dict[str, dict[str, np.ndarray]]:
+    """Every optimizer's grid, per hyperparameter an ``(H,)`` array in the run dtype (numpy: the
+    compiled programs take them as they are)."""
+    dtype = np.dtype(cfg.train.dtype)
+    return {o.name: {k: np.asarray(v, dtype) for k, v in o.grid().items()} for o in cfg.optimizers}
 
 
 SEEDS_PER_DEVICE_GROUP = 16
@@ -135,10 +144,12 @@ class OneDeviceWarning(UserWarning):
 def _warn_if_one_core(cfg: StudyConfig) -> None:
     from jaxopt_cmp.runtime import cpu_count
 
-    if cfg.seeds > 1 and jax.device_count() == 1 and jax.default_backend() == "cpu" and cpu_count() > 1:
+    parallel = cfg.seeds > 1 or len(cfg.optimizers) > 1  # seeds split, or optimizers in lanes
+    if parallel and jax.device_count() == 1 and jax.default_backend() == "cpu" and cpu_count() > 1:
+        runs = f"{cfg.seeds} seed(s) x {len(cfg.optimizers)} optimizer(s)"
         warnings.warn(
-            f"JAX sees one CPU device but this machine has {cpu_count()} cores: the {cfg.seeds} seeds run on one "
-            "core. Call jaxopt_cmp.use_all_cores() before JAX starts (a notebook's first cell) to use them all.",
+            f"JAX sees one CPU device but this machine has {cpu_count()} cores: the {runs} run on one core. "
+            "Call jaxopt_cmp.use_all_cores() before JAX starts (a notebook's first cell) to use them all.",
             OneDeviceWarning,
             stacklevel=3,
         )
@@ -195,6 +206,31 @@ def call_interruptibly(fn, *args, poll_s: float = 0.05):
     return box["out"]
 
 
+AHEAD = 1  # chunks dispatched beyond the one running
+
+
+def train(chunk: Callable, carry: Carry, first: Evaluation, eval_steps, progress=None):
+    """Every chunk of a study from ``carry``: ``(final carry, evaluations)``. Chunks are dispatched
+    :data:`AHEAD` of the one being waited for, so the devices never wait for Python (a thread
+    holding the GIL, a slow progress callback); waiting is interruptible (Ctrl-C)."""
+    evals, waiting = [first], []
+    for t0, length in chunk_lengths(eval_steps):
+        carry, ev = chunk(carry, np.int32(t0), np.int32(length))
+        evals.append(ev)
+        waiting.append((ev, t0 + length))
+        if len(waiting) > AHEAD:
+            _wait(*waiting.pop(0), progress)
+    for ev, step in waiting:
+        _wait(ev, step, progress)
+    return carry, evals
+
+
+def _wait(ev: Evaluation, step: int, progress) -> None:
+    call_interruptibly(lambda: ev)
+    if progress is not None:
+        progress(step)
+
+
 @dataclass
 class PreparedStudy:
     """A study compiled and set up (data, initial weights, step-0 evaluation), ready to train.
@@ -217,20 +253,15 @@ class PreparedStudy:
 
     def initial_params(self):
         """Seed 0's initial parameters (every optimizer of seed 0 starts from them)."""
-        return jax.tree_util.tree_map(np.asarray, self.unravel(jnp.asarray(self.initial_flat)))
+        return self.unravel(np.asarray(self.initial_flat))
 
     def run(self, progress: Callable[[int], None] | None = None) -> StudyResult:
         """Trains every run; ``progress(steps_done)`` is called after each evaluation interval."""
         if self.carry is None:
             raise RuntimeError("this PreparedStudy has already run; prepare it again")
         carry, self.carry = self.carry, None
-        evals = [self.first]
         start = time.perf_counter()
-        for t0, length in chunk_lengths(self.config.train.eval_steps):
-            carry, ev = call_interruptibly(self.chunk, carry, jnp.int32(t0), jnp.int32(length))
-            evals.append(ev)
-            if progress is not None:
-                progress(t0 + length)
+        carry, evals = train(self.chunk, carry, self.first, self.config.train.eval_steps, progress)
         timing = {**self.timing, "train_s": time.perf_counter() - start}
         result = to_result(self.config, carry, evals, self.grid, timing, self.unravel, self.plan)
         result.versions["placement"] = self.placement
@@ -247,7 +278,7 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     mesh = seed_mesh(cfg.seeds, groups)
     plan = plan_lanes(cfg) if mesh is None else None
     key = _shape_key(cfg, data is not None, plan)
-    keys_JK = group_keys(seed_keys(cfg.seed, cfg.seeds), groups, mesh)
+    keys_JK = shard_seeds(_seed_keys(np.uint32(cfg.seed), cfg.seeds, groups), mesh, axis=1)
     grid = grid_arrays(cfg)
     extra = _data_args(cfg, data)
     compile_s = setup_s = 0.0
@@ -256,9 +287,11 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
         init, chunk = make_study_fns(cfg)
         if plan is not None:
             init, chunk = lane_fns(plan, init, chunk)
-            out = lanes_mod.layouts(plan, jax.eval_shape(init, keys_JK, grid, *extra))
-        else:
+            out = (plan.sharding(), plan.sharding())  # every leaf split along its lane axis
+        elif mesh is not None:
             out = layouts(mesh, jax.eval_shape(init, keys_JK, grid, *extra))
+        else:
+            out = None
         # Chunks keep the carry's layout (out = in), so one executable serves every chunk.
         in_chunk = None if out is None else (out[0], None, None)
         _COMPILED[key] = {
@@ -272,7 +305,7 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     setup_s += time.perf_counter() - start
     if not hasattr(entry["chunk"], "input_shardings"):  # still a jit: compile it now
         start = time.perf_counter()
-        entry["chunk"] = entry["chunk"].lower(carry, jnp.int32(0), jnp.int32(1)).compile()
+        entry["chunk"] = entry["chunk"].lower(carry, np.int32(0), np.int32(1)).compile()
         compile_s += time.perf_counter() - start
     start = time.perf_counter()
     first_name = cfg.optimizer_names[0]
@@ -324,12 +357,12 @@ def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel, pl
     if plan is not None:
         carry, evals = pick(plan, carry, evals)
     mse_EJHK = {n: np.stack([ev.mse_JHK[n] for ev in evals]) for n in names}
-    params = {n: jax.vmap(jax.vmap(unravel))(jnp.asarray(ungroup(carry.runs[n].params, 2))) for n in names}
+    params = {n: unravel(ungroup(carry.runs[n].params, 2)) for n in names}
     pred = {n: np.stack([ev.pred_HN[n] for ev in evals]) for n in names} if cfg.record_predictions else None
     out = StudyOutput(
         {n: ungroup(np.moveaxis(m, 1, 0), 3) for n, m in mse_EJHK.items()},
         {n: ungroup(carry.runs[n].diverged_at, 2) for n in names},
-        {n: jax.tree_util.tree_map(np.asarray, p) for n, p in params.items()},
+        params,
         pred,
     )
     return out, carry
@@ -365,12 +398,7 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
         keys_JK = group_keys(keys_S, groups, seed_mesh(keys_S.shape[0], groups))
         extra = _data_args(cfg, data)
         carry, first = init_exec(keys_JK, grid, *extra)
-        evals = [first]
-        for t0, length in chunk_lengths(cfg.train.eval_steps):
-            carry, ev = chunk(carry, jnp.int32(t0), jnp.int32(length))
-            evals.append(ev)
-            if progress is not None:
-                progress(t0 + length)
+        carry, evals = train(chunk, carry, first, cfg.train.eval_steps, progress)
         return collect(cfg, carry, evals, prepared.unravel, prepared.plan)[0]
 
     run.memory_analysis = chunk.memory_analysis  # the training loop's XLA buffers (bench.py reads it)

@@ -84,9 +84,7 @@ def scale_by_torch_nadam(beta1=0.9, beta2=0.999, eps=1e-8, momentum_decay=4e-3) 
         coef_g = (1 - mu) / (1 - mu_product)
         coef_m = mu_next / (1 - mu_product * mu_next)
         bias2 = 1 - beta2**t
-        out = jax.tree.map(
-            lambda g, m, v: (coef_g * g + coef_m * m) / (jnp.sqrt(v / bias2) + eps), updates, m, v
-        )
+        out = jax.tree.map(lambda g, m, v: (coef_g * g + coef_m * m) / (jnp.sqrt(v / bias2) + eps), updates, m, v)
         return out, ScaleByTorchNAdamState(count, mu_product.astype(state.mu_product.dtype), m, v)
 
     return optax.GradientTransformation(init_fn, update_fn)

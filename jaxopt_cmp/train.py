@@ -33,6 +33,7 @@ from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from jax.flatten_util import ravel_pytree
 
@@ -128,9 +129,25 @@ def flat_model(cfg: StudyConfig):
     step time on CPU with the pytree). Exact for elementwise optimizers (the registry).
     """
     model = make_model(cfg.model, dtype_of(cfg))
-    template = jax.eval_shape(lambda k: init_params(k, cfg.model, dtype_of(cfg)), jax.random.key(0))
-    _, unravel = ravel_pytree(jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), template))
+    unravel = unravel_params(cfg)
     return (lambda variables, x: model.apply({"params": unravel(variables["params"])}, x)), unravel
+
+
+def unravel_params(cfg: StudyConfig) -> Callable:
+    """``unravel(flat_...P) -> params`` with leaves ``(..., *shape)``: the inverse of
+    ``ravel_pytree`` on the model's parameters, for any leading axes, on jax or numpy arrays (a
+    finished study's parameters are unravelled on the host, compiling nothing)."""
+    dtype = dtype_of(cfg)
+    template = jax.eval_shape(lambda: init_params(jax.random.key(0), cfg.model, dtype))
+    leaves, treedef = jax.tree_util.tree_flatten(template)
+    ends = np.cumsum([int(np.prod(leaf.shape)) for leaf in leaves])
+
+    def unravel(flat):
+        lead = flat.shape[:-1]
+        parts = [flat[..., a:b].reshape(*lead, *leaf.shape) for a, b, leaf in zip([0, *ends], ends, leaves)]
+        return jax.tree_util.tree_unflatten(treedef, parts)
+
+    return unravel
 
 
 def make_study_fns(cfg: StudyConfig):

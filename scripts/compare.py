@@ -78,6 +78,8 @@ def train(cfg, data, args):
     prepared = prepare_study(cfg, data, max_bytes=_cli.max_bytes(args))
     params = prepared.initial_params()
     print(report.param_table(param_rows(params), count_params(params)))
+    if not args.no_plots:
+        _cli.import_in_background("jaxopt_cmp.figures", "jaxopt_cmp.animation")
     bar = _cli.Progress(cfg.train.iters, desc)
     try:
         return prepared.run(progress=bar)

@@ -99,6 +99,8 @@ def main(argv=None) -> None:
         runs = len(names) * len(lrs) * cfg.seeds
         print(f"{len(names)} optimizers x {len(lrs)} lrs x {cfg.seeds} seeds = {runs} runs of {cfg.train.iters} steps")
         prepared = prepare_study(cfg, data, max_bytes=_cli.max_bytes(args))
+        if not args.no_plots:
+            _cli.import_in_background("jaxopt_cmp.figures")
         bar = _cli.Progress(cfg.train.iters, f"{runs} runs")
         try:
             result = prepared.run(progress=bar)

@@ -13,7 +13,7 @@ import jax
 import numpy as np
 
 from jaxopt_cmp import study as study_mod
-from jaxopt_cmp.config import DataConfig, OptimizerConfig, StudyConfig, TrainConfig
+from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig
 from jaxopt_cmp.study import compile_study, grid_arrays, run_study, seed_keys
 from jaxopt_cmp.train import make_study_fns, seed_inputs
 
@@ -200,3 +200,29 @@ def test_sharded_and_laned_equal_single_device(tmp_path):
                         # O(1) values (measured <= 2e-7 absolute), so atol beside rtol.
                         msg = f"{n} devices {tag} {name} {what}"
                         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-6, err_msg=msg)
+
+
+def test_seed_keys_are_fold_ins_of_the_seeds_own_key():
+    """The keys come from one small compiled program taking the seed as uint32: the same keys as
+    ``fold_in(key(seed), i)`` with the seed as a Python int, over the whole 32-bit range."""
+    for seed in (0, 7, 2**31 + 5, 2**32 - 1):
+        want = [jax.random.key_data(jax.random.fold_in(jax.random.key(seed), i)) for i in range(3)]
+        np.testing.assert_array_equal(jax.random.key_data(seed_keys(seed, 3)), np.stack(want))
+
+
+def test_host_unravel_inverts_ravel_pytree_for_any_leading_axes():
+    from jax.flatten_util import ravel_pytree
+
+    from jaxopt_cmp.model import init_params
+    from jaxopt_cmp.train import unravel_params
+
+    cfg = small_cfg(model=ModelConfig(hidden=(5, 3)))
+    trees = [init_params(k, cfg.model) for k in jax.random.split(jax.random.key(1), 6)]
+    flat = np.stack([np.asarray(ravel_pytree(t)[0]) for t in trees]).reshape(2, 3, -1)
+    unravel = unravel_params(cfg)
+    for i, tree in enumerate(trees):
+        got = unravel(flat[i // 3, i % 3])
+        jax.tree_util.tree_map(np.testing.assert_array_equal, got, jax.tree_util.tree_map(np.asarray, tree))
+    batched = unravel(flat)
+    assert batched["dense_1"]["kernel"].shape == (2, 3, 5, 3)
+    np.testing.assert_array_equal(batched["dense_1"]["kernel"][1, 2], trees[5]["dense_1"]["kernel"])

@@ -141,9 +141,13 @@ def test_a_study_that_could_shard_warns_when_it_sees_one_device(monkeypatch):
     import jaxopt_cmp.runtime as runtime
 
     monkeypatch.setattr(runtime, "cpu_count", lambda: 4)
-    cfg = seed_study(iters=10, eval_every=10, n_data=64, batch_size=8, hidden=(4,), seeds=2, optimizers=("sgd",))
-    with pytest.warns(OneDeviceWarning, match="use_all_cores"):
-        run_study(cfg)
+    small = dict(iters=10, eval_every=10, n_data=64, batch_size=8, hidden=(4,))
+    for seeds, names in ((2, ("sgd",)), (1, ("sgd", "adam"))):  # seeds to split, or optimizers in lanes
+        with pytest.warns(OneDeviceWarning, match="use_all_cores"):
+            run_study(seed_study(**small, seeds=seeds, optimizers=names))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OneDeviceWarning)  # nothing to spread: no advice
+        run_study(seed_study(**small, seeds=1, optimizers=("sgd",)))
 
 
 def test_compare_without_figures_imports_neither_pyplot_nor_torch(tmp_path):
