@@ -187,7 +187,8 @@ def method_notes(doc: dict) -> list[str]:
         "jax: `jaxopt_cmp.study.compile_study` (lax.scan over steps, vmap over seeds, one jit), "
         "timed around `jax.block_until_ready(compiled(keys, grid))` after one untimed call. As in the scripts, "
         "there is one XLA host device per core (`scripts/_cli.py`), and seeds are sharded across them when S "
-        f"divides evenly (here {doc['machine']['jax_device_count']} devices; S=1 runs on one).",
+        f"divides evenly (here {doc['machine']['jax_device_count']} devices; S=1: the optimizers in lanes, one "
+        "per device).",
         "jax throughput is steady-state: two compiled runs of I/4 and I iterations with the same two full-data "
         "evaluations; rate = 3·S·(3I/4) / (t(I) - t(I/4)), which removes data generation, init and evaluation. "
         "bench.json also has the end-to-end rate of the longer run.",
