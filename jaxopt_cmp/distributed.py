@@ -9,7 +9,8 @@ makes sure it is. Outputs come back to numpy on every process (:func:`to_host`).
 (one or several local devices) this is what the study always did.
 
 When the seeds do not divide evenly over all devices the study gets no mesh: then every process
-trains every seed on its own first device, with no communication, and all hold the same result.
+trains every seed on its own devices (the optimizers in lanes, :mod:`jaxopt_cmp.lanes`), with no
+communication, and all hold the same result.
 
 The library never starts the runtime: a script calls :func:`initialize` first, on every process.
 """

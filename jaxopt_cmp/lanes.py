@@ -48,12 +48,13 @@ class LanePlan(NamedTuple):
 
 
 def plan_lanes(cfg: StudyConfig, devices: list | None = None) -> LanePlan | None:
-    """Lanes over ``devices`` (default: this process's), or None when there is one device or one
-    optimizer. Optimizers go, most runs first, onto the least-loaded lane; ties keep the config's
-    order (the seed study: sgd and adam on device 0, momentum on device 1)."""
+    """Lanes over ``devices`` (default: this process's own, also under several processes, where
+    each then trains every seed itself), or None when there is one device or one optimizer.
+    Optimizers go, most runs first, onto the least-loaded lane; ties keep the config's order (the
+    seed study: sgd and adam on device 0, momentum on device 1)."""
     devices = jax.local_devices() if devices is None else devices
     n_lanes = min(len(devices), len(cfg.optimizers))
-    if n_lanes < 2 or jax.process_count() > 1:  # several processes: not run, so not offered
+    if n_lanes < 2:
         return None
     load = [0] * n_lanes
     lanes: list[list[str]] = [[] for _ in range(n_lanes)]

@@ -70,7 +70,8 @@ def main(argv=None) -> None:
             save_result(result, out.path)
     final = {n: np.round(m[-1].astype(float), 4).tolist() for n, m in result.mse_EHS.items()}
     timing = {k: round(v, 2) for k, v in result.timing.items()}
-    print(f"process {jax.process_index()} of {jax.process_count()}: final MSE {final}, {timing} s", flush=True)
+    who = f"process {jax.process_index()} of {jax.process_count()} ({result.versions['placement']})"
+    print(f"{who}: final MSE {final}, {timing} s", flush=True)
     if args.dump:
         counts = {"process_count": np.int64(jax.process_count()), "device_count": np.int64(jax.device_count())}
         dump = os.path.join(args.dump, f"process{jax.process_index()}.npz")

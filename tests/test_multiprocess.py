@@ -157,3 +157,11 @@ def test_initialize_refuses_bad_settings_before_starting(monkeypatch, kwargs, se
     assert err.value.setting == setting and not started
     distributed.initialize("localhost:1234", 2, 1, cpu_collectives=None, initialization_timeout=5)
     assert started == [(("localhost:1234", 2, 1), {"initialization_timeout": 5})]
+
+
+def test_seeds_not_divisible_run_in_lanes_on_every_process(tmp_path, host_devices_env):
+    """3 seeds over 2 processes x 2 devices: no seed mesh, so each process trains every seed with
+    its optimizers in lanes over its own 2 devices (sgd | adam); the same results everywhere."""
+    logs = run_two_processes(tmp_path, host_devices_env(2), ["--seeds", "3"])
+    check_against_one_process(tmp_path, 4, config(3))
+    assert all("optimizers in 2 lanes" in log for log in logs), logs
