@@ -9,7 +9,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-from jaxopt_cmp.figures import LEGEND_PT, _fit_figure, _fixed_layout, _ticks, agg_canvas
+from jaxopt_cmp.figures import LEGEND_PT, _fit_figure, _fixed_layout, _ticks
+from jaxopt_cmp.render import agg_canvas
 from jaxopt_cmp.report import settings_text
 from jaxopt_cmp.results import StudyResult
 

@@ -3,15 +3,10 @@
 touches the backend. Diverged runs (+inf MSE) are marked ``x`` with their count in a band at the
 top of the MSE axes, a finite position whatever the data; huge finite values are drawn. The data
 of fit panels is drawn pixel for pixel (:class:`DataSpots`), layouts are fixed (no layout engine)
-and files are written by :func:`figure_bytes` (unhinted text, a fast PNG writer): fast to render.
+and files are written by :mod:`jaxopt_cmp.render` (unhinted text, fast PNGs): fast to render.
 """
 
 from __future__ import annotations
-
-import io
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import numpy as np
 from matplotlib.artist import Artist
@@ -19,7 +14,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from jaxopt_cmp.io import atomic_write_bytes
+from jaxopt_cmp.render import figure_bytes, save_figures  # noqa: F401  (the figures' public API)
 from jaxopt_cmp.report import run_label, settings_text
 from jaxopt_cmp.results import StudyResult
 
@@ -31,10 +26,6 @@ PALETTE = tuple("tab:orange tab:purple tab:brown tab:pink tab:olive tab:cyan tab
 DATA_RGB = (1.0, 0.0, 0.0)
 LEGEND_PT = 8
 MAX_LOG10 = 150.0  # log axes span at most 1e-150..1e150: limits stay finite for any float64 value
-# Settings while figures are rendered to files. Matplotlib 3.11 sets the font size before every
-# glyph it draws, which reruns the font's hinting program each time: unhinted, text (most of the
-# time spent rendering these figures) draws ~40% faster, and at these sizes looks the same.
-RENDER_RC = {"text.hinting": "no_hinting"}
 
 
 def styles(names) -> dict[str, dict]:
@@ -432,54 +423,3 @@ def study_figures(result: StudyResult, best: dict[str, int]) -> dict[str, Figure
     if result.pred_EHN:
         figures["snapshots_best.png"] = plot_snapshots(result, best)
     return figures
-
-
-@contextmanager
-def agg_canvas(fig: Figure) -> Iterator:
-    """An Agg canvas of ``fig`` to draw on in the block, under :data:`RENDER_RC`; the figure gets
-    its own canvas back after."""
-    from matplotlib import rc_context
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-
-    base = fig.canvas
-    try:
-        with rc_context(RENDER_RC):
-            yield FigureCanvasAgg(fig)
-    finally:
-        fig.set_canvas(base)
-
-
-def figure_bytes(fig: Figure, fmt: str = "png") -> bytes:
-    """The figure rendered in memory at its own dpi: a PNG drawn by Agg as the figure is (its
-    facecolor; no ``savefig.*`` settings) and written by :func:`png_bytes`; other formats by
-    ``savefig``."""
-    if fmt != "png":
-        buf = io.BytesIO()
-        fig.savefig(buf, format=fmt, dpi=fig.dpi)
-        return buf.getvalue()
-    with agg_canvas(fig) as canvas:
-        canvas.draw()
-        rgba = np.asarray(canvas.buffer_rgba())
-    return png_bytes(rgba if (rgba[..., 3] != 255).any() else rgba[..., :3], fig.dpi)
-
-
-def png_bytes(pixels: np.ndarray, dpi: float) -> bytes:
-    """A PNG of 8-bit RGB or RGBA ``pixels`` (rows, columns, 3 or 4) by Pillow at zlib level 1:
-    on figures (flat colours) within ~10% of the default level's size, in 2/3 of its time."""
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buf, format="PNG", compress_level=1, dpi=(dpi, dpi))
-    return buf.getvalue()
-
-
-def save_figures(figures: dict[str, Figure | bytes], out: str | Path) -> list[Path]:
-    """Writes each ``{file name: Figure or bytes}`` into ``out`` atomically (format from the
-    suffix); returns the paths."""
-    paths = []
-    for name, fig in figures.items():
-        path = Path(out) / name
-        payload = fig if isinstance(fig, bytes) else figure_bytes(fig, path.suffix.lstrip(".") or "png")
-        atomic_write_bytes(path, payload)
-        paths.append(path)
-    return paths

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 from test_report import case_grid_point, case_optimizer, diverged_marks
 
-from jaxopt_cmp import animation, figures
+from jaxopt_cmp import animation, figures, render
 
 
 def decoded(png: bytes) -> np.ndarray:
@@ -28,7 +28,7 @@ def decoded(png: bytes) -> np.ndarray:
 
 def rendered(fig: Figure) -> np.ndarray:
     """``fig`` drawn as the files are drawn: the RGB(A) pixels of Agg's buffer."""
-    with figures.agg_canvas(fig) as canvas:
+    with render.agg_canvas(fig) as canvas:
         canvas.draw()
         return np.asarray(canvas.buffer_rgba()).copy()
 
@@ -40,14 +40,14 @@ def is_red(rgb: np.ndarray) -> np.ndarray:
 def test_png_bytes_are_the_rendered_pixels_and_leave_figure_and_settings_alone():
     fig = figures.plot_final_fit(case_grid_point())
     canvas, hinting = fig.canvas, matplotlib.rcParams["text.hinting"]
-    png = figures.figure_bytes(fig)
+    png = render.figure_bytes(fig)
     assert fig.canvas is canvas and matplotlib.rcParams["text.hinting"] == hinting
     with Image.open(io.BytesIO(png)) as im:
         assert im.mode == "RGB" and im.size == (800, 400) and im.info["dpi"] == pytest.approx((100, 100), abs=0.01)
         np.testing.assert_array_equal(np.asarray(im), rendered(fig)[..., :3])
     clear = Figure(figsize=(2, 1), dpi=50, facecolor="none")
     clear.add_subplot().plot([0, 1], "r")
-    pixels = decoded(figures.figure_bytes(clear))  # a see-through figure keeps its alpha
+    pixels = decoded(render.figure_bytes(clear))  # a see-through figure keeps its alpha
     assert pixels.shape == (50, 100, 4) and pixels[0, 0, 3] == 0
     np.testing.assert_array_equal(pixels, rendered(clear))
 
@@ -90,7 +90,7 @@ def test_diverged_markers_reach_the_png():
     assert diverged_marks(ax) == {("sgd", float(result.eval_steps[1]))}
     (marker,) = [line for line in ax.lines if line.get_gid() == "diverged:sgd"]
     (px, py), height = marker.get_transform().transform(marker.get_xydata())[0], fig.bbox.height
-    rgb = decoded(figures.figure_bytes(fig)).astype(int)
+    rgb = decoded(render.figure_bytes(fig)).astype(int)
     around = rgb[int(height - py) - 4 : int(height - py) + 5, int(px) - 4 : int(px) + 5]
     green = (around[..., 1] > 90) & (around[..., 0] < 60) & (around[..., 2] < 60)  # sgd's "g"
     assert green.sum() >= 6
