@@ -60,14 +60,16 @@ def _gb(b: float) -> str:
     return f"{b / 1e9:.3g} GB"
 
 
-def check_budget(cfg: StudyConfig, max_bytes: float | None = None) -> None:
+def check_budget(cfg: StudyConfig, max_bytes: float | None = None, copies: int = 1) -> None:
     """Raises ``ConfigError`` (setting ``max_memory``) when the estimate exceeds ``max_bytes``
-    (default 80% of :func:`available_bytes`)."""
+    (default 80% of :func:`available_bytes`). ``copies``: how many copies of the study's state
+    are held (a study in lanes keeps one per lane, :mod:`jaxopt_cmp.lanes`)."""
     limit = 0.8 * available_bytes() if max_bytes is None else float(max_bytes)
-    parts = estimate_bytes(cfg)
+    parts = {k: v * copies for k, v in estimate_bytes(cfg).items()}
     total = sum(parts.values())
     if not math.isfinite(total) or total > limit:
         detail = ", ".join(f"{k} {_gb(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
+        detail += f"; {copies} copies, one per lane" if copies > 1 else ""
         raise ConfigError(
             "max_memory",
             _gb(limit),

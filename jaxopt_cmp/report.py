@@ -74,7 +74,8 @@ def final_table(result: StudyResult) -> str:
     train_s = result.timing.get("train_s")
     if not timed and train_s is not None:
         where = result.versions.get("placement", "one device")
-        table += f"\ntrain {train_s:.2f} s for all {len(names)} optimizers (one compiled program; {where})"
+        which = f"for all {len(names)} optimizers " if len(names) > 1 else ""
+        table += f"\ntrain {train_s:.2f} s {which}(one compiled program; {where})"
     return table
 
 

@@ -120,7 +120,7 @@ def ungroup(x_JK: np.ndarray, axis: int) -> np.ndarray:
     return x.reshape(*x.shape[: axis - 1], -1, *x.shape[axis + 1 :])
 
 
-def check_runnable(cfg: StudyConfig, data: Data | None, max_bytes: float | None = None) -> None:
+def check_runnable(cfg: StudyConfig, data: Data | None, max_bytes: float | None = None, copies: int = 1) -> None:
     """Everything that depends on the JAX setup or the data rather than the config alone."""
     if cfg.train.dtype == "float64" and not jax.config.jax_enable_x64:
         raise ConfigError(
@@ -133,7 +133,7 @@ def check_runnable(cfg: StudyConfig, data: Data | None, max_bytes: float | None 
         raise ConfigError("xdim", cfg.model.xdim, "expected 1 for generated targets; other widths need user data")
     if data is not None:
         check_user_data(data, cfg)
-    check_budget(cfg, max_bytes)
+    check_budget(cfg, max_bytes, copies)
     _warn_if_one_core(cfg)
 
 
@@ -263,20 +263,18 @@ class PreparedStudy:
         start = time.perf_counter()
         carry, evals = train(self.chunk, carry, self.first, self.config.train.eval_steps, progress)
         timing = {**self.timing, "train_s": time.perf_counter() - start}
-        result = to_result(self.config, carry, evals, self.grid, timing, self.unravel, self.plan)
-        result.versions["placement"] = self.placement
-        return result
+        return to_result(self.config, carry, evals, self.grid, timing, self.unravel, self.plan, self.placement)
 
 
 def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: float | None = None) -> PreparedStudy:
     """Checks, compiles (or reuses) and sets up ``cfg``; ``data`` replaces every seed's generated
     data (see :func:`jaxopt_cmp.data.data_from_arrays`). Refuses, before compiling, a config whose
     estimated memory exceeds ``max_bytes`` (default: most of the available memory)."""
-    check_runnable(cfg, data, max_bytes)
-    check_same_on_every_process(cfg, data)
     groups = seed_groups(cfg.seeds)
     mesh = seed_mesh(cfg.seeds, groups)
     plan = plan_lanes(cfg) if mesh is None else None
+    check_runnable(cfg, data, max_bytes, 1 if plan is None else len(plan.lanes))
+    check_same_on_every_process(cfg, data)
     key = _shape_key(cfg, data is not None, plan)
     keys_JK = shard_seeds(_seed_keys(np.uint32(cfg.seed), cfg.seeds, groups), mesh, axis=1)
     grid = grid_arrays(cfg)
@@ -368,7 +366,7 @@ def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel, pl
     return out, carry
 
 
-def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel, plan=None) -> StudyResult:
+def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel, plan=None, where="") -> StudyResult:
     out, carry = collect(cfg, carry, evals, unravel, plan)
     return StudyResult(
         config=cfg,
@@ -381,7 +379,7 @@ def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel, plan
         x_N=carry.data.x[0, 0, :, 0],  # seed 0: group 0, member 0
         y_N=carry.data.y[0, 0, :, 0],
         timing=timing,
-        versions=versions(),
+        versions={**versions(), "placement": where},
     )
 
 

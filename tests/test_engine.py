@@ -157,6 +157,8 @@ def test_sharded_and_laned_equal_single_device(tmp_path):
         """
         import json, sys, numpy as np, jax
         from jaxopt_cmp.config import OptimizerConfig, seed_study
+        from jaxopt_cmp.budget import estimate_bytes
+        from jaxopt_cmp.checks import ConfigError
         from jaxopt_cmp.study import prepare_study
         out = {"n": jax.device_count()}
         wide = ("momentum", "adam", OptimizerConfig.make("sgd", lr=[0.1, 0.2, 0.3]))
@@ -167,6 +169,11 @@ def test_sharded_and_laned_equal_single_device(tmp_path):
                              record_predictions=True, optimizers=names)
             prepared = prepare_study(cfg)
             res = prepared.run()
+            try:  # a study in lanes holds one copy of its state per lane: the budget counts them
+                prepare_study(cfg, max_bytes=1.5 * sum(estimate_bytes(cfg).values()))
+                out[tag + "-refused"] = False
+            except ConfigError as err:
+                out[tag + "-refused"] = "copies, one per lane" in str(err)
             out[tag + "-lanes"] = None if prepared.plan is None else [list(l) for l in prepared.plan.lanes]
             out[tag] = {n: {"mse": res.mse_EHS[n].tolist(), "pred": res.pred_EHN[n].tolist(),
                             "params": [np.asarray(p).tolist() for p in jax.tree_util.tree_leaves(res.params_HS[n])]}
@@ -183,6 +190,10 @@ def test_sharded_and_laned_equal_single_device(tmp_path):
         outs[n] = json.loads(path.read_text())
     assert [outs[n]["n"] for n in outs] == [1, 2, 3]
     lanes = {n: {k[:-6]: v for k, v in out.items() if k.endswith("-lanes")} for n, out in outs.items()}
+    for n, out in outs.items():  # refused under 1.5x the one-copy estimate exactly when in lanes
+        assert {k[:-8]: v for k, v in out.items() if k.endswith("-refused")} == {
+            tag: plan is not None for tag, plan in lanes[n].items()
+        }
     assert lanes[1] == {"S2-H1": None, "S1-H1": None, "S1-H3": None}
     assert lanes[2] == {
         "S2-H1": None,  # 2 seeds over 2 devices: the seed axis is split instead

@@ -63,6 +63,8 @@ def test_max_memory_flag_refuses_a_small_study():
     check_budget(cfg, need * 1.01)
     with pytest.raises(ConfigError, match="needs about"):
         check_budget(cfg, need * 0.99)
+    with pytest.raises(ConfigError, match="2 copies, one per lane"):  # a study in lanes: one copy per lane
+        check_budget(cfg, need * 1.99, copies=2)
 
 
 def test_memory_estimate_does_not_grow_with_the_evaluation_interval():
