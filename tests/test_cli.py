@@ -62,8 +62,12 @@ def test_compare_writes_results_and_figures(tmp_path):
     doc = json.loads((out / "results.json").read_text())
     for key in ("config", "versions", "final_mse", "history", "timing", "eval_steps"):
         assert key in doc
-    for key in ("jax", "jaxlib", "flax", "optax", "numpy", "python", "device"):
+    for key in ("jax", "jaxlib", "flax", "optax", "numpy", "python", "device", "placement"):
         assert key in doc["versions"]
+    where = doc["versions"]["placement"]  # where it ran, in the final table too
+    assert f"(one compiled program; {where})" in proc.stdout
+    if doc["versions"]["device_count"] == "2":  # the scripts give XLA one device per core
+        assert where == "seeds split over 2 devices"
     res, _ = load_result(out)  # the arrays, not the summary's layout
     assert {n: m.shape for n, m in res.mse_EHS.items()} == {n: (3, 1, 2) for n in ("sgd", "momentum", "adam")}
     assert all(np.isfinite(m).all() for m in res.mse_EHS.values())
