@@ -9,8 +9,8 @@ index, once per chunk); the results are read from each optimizer's owner. Runs a
 one lane: each optimizer trains in a loop of its own on batches that depend only on (batch key,
 step), wherever it runs.
 
-Measured on the 2-core CPU (the seed study, 10,000 steps): training 0.64 s in two lanes
-(sgd + adam | momentum) against 0.97-1.29 s on one core.
+Measured on the 2-core CPU (the seed study, 10,000 steps): training 0.64-0.74 s in two lanes
+(sgd, adam | momentum) against 0.95 s on one core.
 """
 
 from __future__ import annotations
