@@ -199,24 +199,24 @@ def make_study_fns(cfg: StudyConfig):
 
     draw = steps_per_draw(cfg.train.eval_every)
 
-    def steps_from(runs, data_K, key_K, t0, end):
-        """``draw`` steps of the ``runs`` (optimizer name -> runs ``(H, K)``) from ``t0``, in one
-        scan (those at or past ``end`` leave the runs as they are): the batches of those steps are
-        drawn at once, so memory is bounded by ``draw``, never by the evaluation interval."""
+    def steps_from(name, runs_HK, data_K, key_K, t0, end):
+        """``draw`` steps of one optimizer's runs from ``t0`` (those at or past ``end`` leave the
+        runs as they are): the batches of those steps are drawn at once, so memory is bounded by
+        ``draw``, never by the evaluation interval."""
         t_C = t0 + jnp.arange(draw)
         idx_KCB = jax.vmap(lambda k: batch_indices(k, t_C, n_data, batch_size))(key_K)
         gather = jax.vmap(lambda a, i: a[i])  # per seed: (N, 1)[(C, B)] -> (C, B, 1)
         x_CKB = jnp.swapaxes(gather(data_K.x, idx_KCB), 0, 1)
         y_CKB = jnp.swapaxes(gather(data_K.y, idx_KCB), 0, 1)
-        step_HK = lambda n: jax.vmap(jax.vmap(steps[n], (0, 0, 0, None)), (0, None, None, None))
+        step_HK = jax.vmap(jax.vmap(steps[name], (0, 0, 0, None)), (0, None, None, None))
 
-        def body(runs, inputs):
+        def body(runs_HK, inputs):
             x_KB, y_KB, t = inputs
-            new = {n: step_HK(n)(r, x_KB, y_KB, t)[0] for n, r in runs.items()}
+            new, _ = step_HK(runs_HK, x_KB, y_KB, t)
             keep = lambda a, b: jnp.where(t < end, a, b)
-            return jax.tree_util.tree_map(keep, new, runs), None
+            return jax.tree_util.tree_map(keep, new, runs_HK), None
 
-        return jax.lax.scan(body, runs, (x_CKB, y_CKB, t_C))[0]
+        return jax.lax.scan(body, runs_HK, (x_CKB, y_CKB, t_C))[0]
 
     def init(keys_JK, hparams, data: Data | None = None) -> tuple[Carry, Evaluation]:
         seeds = jax.vmap(jax.vmap(lambda k: seed_inputs(k, cfg, data)))(keys_JK)
@@ -237,8 +237,8 @@ def make_study_fns(cfg: StudyConfig):
         def group(c):
             runs, data, key = c
             trips = (length + draw - 1) // draw
-            advance = lambda i, r: steps_from(r, data, key, t0 + i * draw, t0 + length)
-            return {n: jax.lax.fori_loop(0, trips, advance, {n: runs[n]})[n] for n in names}
+            advance = lambda n: lambda i, r: steps_from(n, r, data, key, t0 + i * draw, t0 + length)
+            return {n: jax.lax.fori_loop(0, trips, advance(n), runs[n]) for n in names}
 
         moved = jax.lax.map(group, ({n: carry.runs[n] for n in names}, carry.data, carry.batch_key))
         carry = carry._replace(runs={**carry.runs, **moved})
