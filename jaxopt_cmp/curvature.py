@@ -140,15 +140,18 @@ ADAM_FAMILY = ("adam", "adamw")
 
 
 def find_adam_state(opt_state):
-    """The ``ScaleByAdamState`` node (fields ``count``, ``nu``) inside an optax state, else None."""
+    """The ``ScaleByAdamState`` node (fields ``count``, ``nu``) inside an optax state, else None.
+    Fields, not attributes: every NamedTuple has a ``count`` *method*, so RMSprop's
+    ``ScaleByRmsState(nu)`` is no Adam state."""
     found = []
+    is_adam = lambda n: {"nu", "count"} <= set(getattr(n, "_fields", ()))
 
     def visit(node):
-        if hasattr(node, "nu") and hasattr(node, "count") and not found:
+        if is_adam(node) and not found:
             found.append(node)
         return node
 
-    jax.tree_util.tree_map(visit, opt_state, is_leaf=lambda n: hasattr(n, "nu") and hasattr(n, "count"))
+    jax.tree_util.tree_map(visit, opt_state, is_leaf=is_adam)
     return found[0] if found else None
 
 

@@ -173,7 +173,7 @@ def band_mse(r_M, length: float, bands) -> jax.Array:
 def _adam_scaling(opt_state):
     """``D = P^-1/2`` of an Adam-family state (``curvature.adam_scaling``), or None."""
     node = curvature.find_adam_state(opt_state)
-    if node is None or not hasattr(opt_state, "hyperparams"):
+    if node is None or not hasattr(opt_state, "hyperparams") or "beta2" not in opt_state.hyperparams:
         return None
     hp = opt_state.hyperparams
     return curvature.adam_scaling(node.nu, node.count, hp["lr"], hp["beta2"], hp["eps"])

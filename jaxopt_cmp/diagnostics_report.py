@@ -240,29 +240,49 @@ def _g(x, digits: int = 3) -> str:
     return "n/a" if x is None else f"{x:.{digits}g}"
 
 
-def _argmax(values) -> int:
-    return int(np.nanargmax(np.array([np.nan if v is None else v for v in values], float)))
+def _finite(values) -> np.ndarray:
+    """The values as floats, None (NaN in JSON) and inf (a diverged run) as NaN."""
+    a = np.array([np.nan if v is None else v for v in values], float)
+    return np.where(np.isfinite(a), a, np.nan)
+
+
+def _argmax(values) -> int | None:
+    """Index of the largest finite value; None when there is none (the run diverged)."""
+    a = _finite(values)
+    return int(np.nanargmax(a)) if np.isfinite(a).any() else None
+
+
+def _rank(value) -> float:
+    """A sort key: None, NaN and inf (diverged) after every finite value."""
+    return value if value is not None and np.isfinite(value) else np.inf
+
+
+def _median(values) -> float | None:
+    """Median of the finite values; None when there is none (the run diverged)."""
+    a = _finite(values)
+    return float(np.nanmedian(a)) if np.isfinite(a).any() else None
 
 
 def _sharpness_text(name: str, point: dict, steps) -> list[str]:
     hist, thr = point["history"], point["threshold"]
     sharp = hist["sharpness"]
     i = _argmax(sharp)
+    top = "no finite value (diverged)" if i is None else f"max {_g(sharp[i])} at step {steps[i]}"
     lines = [
         f"- Sharpness (top Hessian eigenvalue, full data): {_g(sharp[0])} at step 0, {_g(sharp[-1])} at the end, "
-        f"max {_g(sharp[i])} at step {steps[i]}."
+        f"{top}."
     ]
-    if thr and thr["kind"] == "sharpness":
+    if thr and thr["kind"] == "sharpness" and i is not None:
         lines.append(
             f"  Stability threshold {_g(thr['value'])}: the largest sharpness is {_pct(sharp[i] / thr['value'])} of it."
         )
-    if thr and thr["kind"] == "preconditioned":
-        pre = [v for v in hist["precond_sharpness"] if v is not None]
-        j = _argmax(hist["precond_sharpness"])
+    j = _argmax(hist["precond_sharpness"])
+    if thr and thr["kind"] == "preconditioned" and j is not None:
+        pre = _median(hist["precond_sharpness"])
         lines.append(
-            f"  Preconditioned sharpness λ_max(P^-1 H): median {_g(float(np.median(pre)))} over the evaluations, "
+            f"  Preconditioned sharpness λ_max(P^-1 H): median {_g(pre)} over the evaluations, "
             f"max {_g(hist['precond_sharpness'][j])} at step {steps[j]}, against the threshold "
-            f"(2+2β1)/(1-β1) = {_g(thr['value'])} ({_pct(float(np.median(pre)) / thr['value'])} of it at the median)."
+            f"(2+2β1)/(1-β1) = {_g(thr['value'])} ({_pct(pre / thr['value'])} of it at the median)."
         )
     return lines
 
@@ -307,7 +327,11 @@ def _stability_text(opts: dict) -> list[str]:
         if not thr:
             continue
         key = "sharpness" if thr["kind"] == "sharpness" else "precond_sharpness"
-        top = max(v for v in point["history"][key] if v is not None)
+        i = _argmax(point["history"][key])
+        if i is None:
+            parts.append(f"{name} n/a (no finite value: diverged)")
+            continue
+        top = point["history"][key][i]
         parts.append(f"{name} {_g(top)} = {_pct(top / thr['value'])} of {_g(thr['value'])}")
         if top >= 0.8 * thr["value"]:
             edge.append(name)
@@ -336,8 +360,8 @@ def _learnable_text(opts: dict, iters: int) -> list[str]:
         if kind == "preconditioned":
             text += f" ({end['hessian_at_lr']['learnable']} at its lr without it)"
         rows.append(text)
-    by_mse = sorted(opts, key=lambda n: opts[n]["final_mse"])
-    same = by_mse == sorted(opts, key=lambda n: -counts[n])
+    by_mse = sorted(opts, key=lambda n: _rank(opts[n]["final_mse"]))
+    same = by_mse == sorted(opts, key=lambda n: _rank(None if counts[n] is None else -counts[n]))
     return [
         f"- Directions whose error {iters} steps can at least halve (exact spectrum at the last step): "
         f"{'; '.join(rows)}. Ordered by that count the optimizers {'rank as' if same else 'do not rank as'} "
@@ -349,16 +373,19 @@ def _region_text(summary: dict) -> list[str]:
     opts = summary["optimizers"]
     names = [r["name"] for r in summary["regions"]]
     final = {n: opts[n][0]["history"]["region_mse"][-1] for n in opts}
-    best_total = min(opts, key=lambda n: opts[n][0]["final_mse"])
+    best_total = min(opts, key=lambda n: _rank(opts[n][0]["final_mse"]))
     lines, beaten = [], []
     for i, region in enumerate(names):
-        winner = min(opts, key=lambda n: np.inf if final[n][i] is None else final[n][i])
+        winner = min(opts, key=lambda n: _rank(final[n][i]))
         if winner != best_total:
             beaten.append(f"{region} ({winner} {_g(final[winner][i])} vs {best_total} {_g(final[best_total][i])})")
     share = np.array(summary["region_fraction"])
     for name in opts:
-        sq = share * np.array([np.nan if v is None else v for v in final[name]], float)
-        i = int(np.nanargmax(sq))
+        sq = share * _finite(final[name])
+        i = _argmax(sq)
+        if i is None:
+            lines.append(f"{name}: n/a (no finite error: diverged)")
+            continue
         lines.append(
             f"{name}: {_pct(sq[i] / np.nansum(sq))} in the {names[i]} (MSE {_g(final[name][i])}, "
             f"peak {_g(final[name][0])})"
@@ -372,7 +399,7 @@ def _region_text(summary: dict) -> list[str]:
 def conclusions(summary: dict) -> list[str]:
     """The cross-optimizer findings, each computed from ``summary``."""
     opts = {n: p[0] for n, p in summary["optimizers"].items()}
-    order = sorted(opts, key=lambda n: opts[n]["final_mse"])
+    order = sorted(opts, key=lambda n: _rank(opts[n]["final_mse"]))
     out = [
         "## What the measurements say about the seed's conclusion",
         "",
@@ -383,7 +410,7 @@ def conclusions(summary: dict) -> list[str]:
         out[-1] += f" The seed's ordering (Adam < momentum < SGD) {'holds' if holds else 'does not hold'} here."
     out += _stability_text(opts)
     out += _learnable_text(opts, summary["config"]["train"]["iters"])
-    sizes = {n: float(np.nanmedian(np.array(p["history"]["step_size"][1:], float))) for n, p in opts.items()}
+    sizes = {n: _median(p["history"]["step_size"][1:]) for n, p in opts.items()}
     out.append(
         "- Median effective step size (update norm / minibatch gradient norm): "
         + ", ".join(f"{n} {_g(v)}" for n, v in sizes.items())
@@ -419,7 +446,7 @@ def findings_markdown(summary: dict) -> str:
         out += _spectrum_text(point, iters)
         out.append(
             f"- Steps: effective step size (update norm / minibatch gradient norm) median "
-            f"{_g(float(np.nanmedian(np.array(hist['step_size'][1:], float))))}; full-data gradient norm "
+            f"{_g(_median(hist['step_size'][1:]))}; full-data gradient norm "
             f"{_g(hist['grad_norm'][0])} at step 0, {_g(hist['grad_norm'][-1])} at the end."
         )
         out += _error_text(point, regions, bands)

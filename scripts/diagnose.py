@@ -13,6 +13,7 @@ spectra included) and diag_*.png figures into --out.
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import sys
 import time
@@ -124,12 +125,14 @@ def main(argv=None) -> None:
         if sizes:
             summary["subsample"]["check"] = subsample_check(diag, sizes)
         summary["timing"].update(total_s=time.perf_counter() - wall, total_cpu_s=time.process_time() - cpu)
-        text = findings_markdown(summary)
+        # The measurements first, each file whole or absent: the findings are derived from them.
         atomic_write_bytes(out.path / "diagnostics.json", dumps(summary).encode())
-        atomic_write_bytes(out.path / "diagnostics.md", text.encode())
         arrays = {f"{n}/{f}": getattr(r, f) for n, r in diag.runs.items() for f in r._fields}
-        with open(out.path / "diagnostics.npz", "wb") as fh:
-            np.savez_compressed(fh, eval_steps=diag.eval_steps, spectrum_steps=diag.spectrum_steps, **arrays)
+        buf = io.BytesIO()
+        np.savez_compressed(buf, eval_steps=diag.eval_steps, spectrum_steps=diag.spectrum_steps, **arrays)
+        atomic_write_bytes(out.path / "diagnostics.npz", buf.getvalue())
+        text = findings_markdown(summary)
+        atomic_write_bytes(out.path / "diagnostics.md", text.encode())
         written = [out.path / name for name in OUTPUTS]
         if not args.no_plots:
             written += save_figures(diagnostics_figures(diag), out.path)
