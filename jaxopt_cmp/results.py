@@ -26,7 +26,8 @@ from jaxopt_cmp.io import Table, atomic_write_bytes, dumps, json_restore  # noqa
 SCHEMA = "jaxopt_cmp.results/2"
 OLD_SCHEMAS = ("jaxopt_cmp.results/1",)
 REQUIRED = ("schema", "framework", "config", "versions", "eval_steps", "final_mse", "timing")
-# Every file a run may write into its directory (removed by --overwrite before a new run).
+# Every file any script may write into its directory (removed by --overwrite before a new run of
+# any of them, so no other script's stale files survive next to the new ones).
 OUTPUTS = (
     "results.json",
     "arrays.npz",
@@ -41,6 +42,14 @@ OUTPUTS = (
     "snapshots_best.png",
     "diagnostics.json",
     "diagnostics.md",
+    "diagnostics.npz",
+    "diag_sharpness.png",
+    "diag_steps.png",
+    "diag_spectra.png",
+    "diag_error_regions.png",
+    "diag_error_bands.png",
+    "validation.json",
+    "validation.md",
 )
 
 

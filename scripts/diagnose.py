@@ -29,7 +29,7 @@ import _cli  # noqa: E402
 from jaxopt_cmp.diagnostics import LANCZOS_ITERS, SUBSAMPLE  # noqa: E402
 
 PROG = "diagnose.py"
-OUTPUTS = ("diagnostics.json", "diagnostics.md", "diagnostics.npz")
+WRITES = ("diagnostics.json", "diagnostics.md", "diagnostics.npz")
 
 
 def parse_args(argv=None):
@@ -108,6 +108,7 @@ def main(argv=None) -> None:
     from jaxopt_cmp.diagnostics_report import diagnostics_figures, diagnostics_summary, findings_markdown
     from jaxopt_cmp.figures import save_figures
     from jaxopt_cmp.io import atomic_write_bytes, claim_out_dir, dumps
+    from jaxopt_cmp.results import OUTPUTS
 
     with claim_out_dir(args.out or _cli.default_out("diagnose"), args.overwrite, OUTPUTS) as out:
         print(f"output directory: {out.path}")
@@ -133,7 +134,7 @@ def main(argv=None) -> None:
         atomic_write_bytes(out.path / "diagnostics.npz", buf.getvalue())
         text = findings_markdown(summary)
         atomic_write_bytes(out.path / "diagnostics.md", text.encode())
-        written = [out.path / name for name in OUTPUTS]
+        written = [out.path / name for name in WRITES]
         if not args.no_plots:
             written += save_figures(diagnostics_figures(diag), out.path)
         print(text)

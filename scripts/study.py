@@ -80,8 +80,10 @@ def main(argv=None) -> None:
         result, _ = load_result(args.from_dir)
         target = default_target(result.config) if args.target_mse is None else args.target_mse
         check_real("target_mse", target, 0.0, float("inf"), low_open=True)
-        figures = [n for n in OUTPUTS if n.endswith(".png")]
-        with claim_out_dir(args.out or args.from_dir, args.overwrite or not args.out, figures) as out:
+        # Re-rendering in place removes nothing (the figures are replaced one by one, atomically;
+        # with --no-plots they stay); a new --out with --overwrite is cleared like any run's.
+        cleared = OUTPUTS if args.out else ()
+        with claim_out_dir(args.out or args.from_dir, args.overwrite or not args.out, cleared) as out:
             if args.out:
                 _cli.State.results = save_result(result, out.path)
             paths = report_study(result, out.path, target, not args.no_plots)

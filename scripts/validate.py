@@ -97,7 +97,9 @@ def main(argv=None) -> int:
     settings = {k: v for k, v in vars(args).items() if k not in ("out", "overwrite", "optimizers", "quick")}
     if not args.skip_study:  # validates the study settings before any work
         validation.study_config(names, args.study_iters, args.study_n_data, args.batch_size, args.seeds)
-    with claim_out_dir(args.out or _cli.default_out("validate"), args.overwrite, OUTPUTS) as out:
+    from jaxopt_cmp.results import OUTPUTS as ALL_OUTPUTS  # every script's: none stale after --overwrite
+
+    with claim_out_dir(args.out or _cli.default_out("validate"), args.overwrite, ALL_OUTPUTS) as out:
         print(f"output directory: {out.path}")
         report = validation.validate(names, settings, lambda line: print(f"  {line}", flush=True))
         text = validation.markdown(report)
