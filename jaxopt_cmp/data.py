@@ -77,8 +77,10 @@ def load_data_file(path: str, dtype=None) -> Data:
     suffix = os.path.splitext(path)[1].lower()
     try:
         if suffix == ".npz":
-            with np.load(path) as z:
-                x, y = z["x"], z["y"]
+            from jaxopt_cmp.io import read_npz
+
+            z = read_npz(path)
+            x, y = z["x"], z["y"]
         else:
             with warnings.catch_warnings():  # an empty file: refused below with one line
                 warnings.simplefilter("ignore", UserWarning)

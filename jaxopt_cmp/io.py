@@ -43,6 +43,22 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:
     return path
 
 
+def read_npz(path: str | os.PathLike) -> dict:
+    """Every array of an ``.npz`` file, read in full (no pickles). ``OSError`` if it cannot be
+    opened; ``ValueError`` naming what went wrong for anything else: a truncated or corrupt file
+    fails inside numpy, zipfile or zlib with their own exception types (``BadZipFile``,
+    ``zlib.error``, ``TokenError``, ``EOFError``...), all of them reported as one."""
+    import numpy as np
+
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except OSError:
+        raise
+    except Exception as err:  # noqa: BLE001 - any parse failure of the file's bytes
+        raise ValueError(f"not a readable .npz file: {type(err).__name__}: {err}") from None
+
+
 def json_safe(value):
     """JSON's policy for non-finite floats, everywhere: +inf -> "inf", -inf -> "-inf", NaN -> None
     (strict JSON, readable by any parser); numpy arrays and scalars become lists and numbers.

@@ -21,7 +21,7 @@ import numpy as np
 
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig, study_from_dict, to_dict
-from jaxopt_cmp.io import Table, atomic_write_bytes, dumps, json_restore  # noqa: F401  (re-exported)
+from jaxopt_cmp.io import Table, atomic_write_bytes, dumps, json_restore, read_npz  # noqa: F401  (re-exported)
 
 SCHEMA = "jaxopt_cmp.results/2"
 OLD_SCHEMAS = ("jaxopt_cmp.results/1",)
@@ -297,8 +297,10 @@ def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
     out = Path(out)
     doc = _read_doc(out)
     try:
-        with np.load(out / "arrays.npz") as z:
-            arrays = dict(z)
+        arrays = read_npz(out / "arrays.npz")
+        bad = [k for k, v in arrays.items() if v.dtype.kind not in "biuf"]
+        if bad:
+            raise ValueError(f"arrays {', '.join(bad)} are not numeric")
         grids = doc.get("grid") or {}
         cfg = study_from_dict(doc["config"], grids if doc["schema"] == SCHEMA else None)
         names = cfg.optimizer_names
