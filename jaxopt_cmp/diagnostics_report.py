@@ -291,6 +291,9 @@ def _spectrum_text(point: dict, iters: int) -> list[str]:
     lines = []
     for spec in point["spectra"]:
         hs, pre = spec["hessian"], spec["preconditioned"]
+        if hs is None:
+            lines.append(f"- Spectrum at step {spec['step']}: n/a (no finite Hessian: diverged).")
+            continue
         line = (
             f"- Spectrum at step {spec['step']}: top {_g(hs['top'])} (Lanczos on the same subsample: "
             f"{_g(spec['lanczos_top'])}), min {_g(hs['min'])}, {_pct(hs['negative_fraction'])} negative; "
@@ -355,6 +358,10 @@ def _learnable_text(opts: dict, iters: int) -> list[str]:
             return []
         end = point["spectra"][-1]
         kind = "preconditioned" if end["preconditioned"] else "hessian"
+        if end[kind] is None:
+            counts[name] = None
+            rows.append(f"{name} n/a (diverged)")
+            continue
         counts[name] = end[kind]["learnable"]
         text = f"{name} {counts[name]}" + (" through its preconditioner" if kind == "preconditioned" else "")
         if kind == "preconditioned":

@@ -307,3 +307,32 @@ def diagnose_script():
 def test_diagnose_script_refuses_bad_input_in_one_line(diagnose_script, usage_error, argv, flag, tmp_path):
     assert flag in usage_error(diagnose_script, [*argv, "--out", str(tmp_path / "o")])
     assert not (tmp_path / "o").exists()  # refused before claiming the output directory
+
+
+# --- issue 20: crashes (w20crash) ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["rmsprop", "rmsprop_centered", "rmsprop_momentum", "rmsprop_momentum_optax"])
+def test_rmsprop_states_are_not_taken_for_adam_states(name):
+    """Every NamedTuple has a ``count`` method: RMSprop's ``ScaleByRmsState(nu)`` once passed as
+    an Adam state and diagnose died with KeyError 'beta2'."""
+    state = make_optimizer(name).init(jnp.ones(3))
+    assert curvature.find_adam_state(state) is None
+    assert diagnostics._adam_scaling(state) is None
+    adam = make_optimizer("adam").init(jnp.ones(3))
+    assert diagnostics._adam_scaling(adam) is not None
+
+
+def test_findings_of_a_diverged_run_say_so_instead_of_crashing(tiny_study):
+    """A run whose every measurement is NaN/inf (diverged) gives 'n/a (... diverged)' in the
+    findings, not ``ValueError: All-NaN slice`` after all the compute."""
+    name = tiny_study.config.optimizer_names[0]
+    run = tiny_study.runs[name]
+    fields = {f: np.full_like(v, np.inf if f.startswith("mse") else np.nan)
+              for f, v in run._asdict().items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
+    bad = run._replace(**fields)
+    diag = tiny_study._replace(runs={**tiny_study.runs, name: bad})
+    summary = diagnostics_report.diagnostics_summary(diag)
+    text = diagnostics_report.findings_markdown(summary)
+    assert f"{name}: n/a (no finite error: diverged)" in text
+    assert f"{name} inf" in text  # ranked last by its final MSE
