@@ -55,8 +55,9 @@ def parse_args(argv=None):
     p.add_argument(
         "--subsample",
         type=int,
-        default=SUBSAMPLE,
-        help="data points of the exact spectrum: every N/n-th in order of x (default: %(default)s)",
+        default=None,
+        help=f"data points of the exact spectrum: every N/n-th in order of x (default: {SUBSAMPLE}, "
+        "or --n-data if smaller)",
     )
     p.add_argument(
         "--lanczos-iters",
@@ -86,6 +87,8 @@ def build(args):
         eval_every=args.eval_every, batch_size=args.batch_size, hidden=_cli.parse_list("hidden", args.hidden, int),
         n_data=args.n_data, seed=args.seed, seeds=args.seeds, dtype=args.dtype, record_predictions=False,
     )  # fmt: skip
+    if args.subsample is None:  # the default follows a small --n-data; only a given value is refused
+        args.subsample = min(SUBSAMPLE, cfg.data.n_data)
     check_diagnostics_args(cfg, args.spectrum_at, args.subsample, args.lanczos_iters)
     sizes = () if args.check_subsample is None else _cli.parse_list("check_subsample", args.check_subsample, int)
     for n in sizes:

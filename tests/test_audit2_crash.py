@@ -1,0 +1,114 @@
+"""Issue 20, crashes and data loss: corrupt files are one line, re-rendering loses nothing,
+--overwrite leaves no other script's stale files."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxopt_cmp.checks import ConfigError
+from jaxopt_cmp.config import seed_study
+from jaxopt_cmp.data import load_data_file
+from jaxopt_cmp.io import claim_out_dir
+from jaxopt_cmp.results import OUTPUTS, ResultsError, load_result, save_result
+from jaxopt_cmp.study import run_study
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import study  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    out = tmp_path_factory.mktemp("saved")
+    cfg = seed_study(iters=20, eval_every=10, n_data=64, batch_size=16, hidden=(4,), optimizers=("sgd",))
+    save_result(run_study(cfg), out)
+    return out
+
+
+def _npz_bytes(**arrays) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
+
+
+def _damaged() -> dict[str, bytes]:
+    """Truncated, overwritten in the middle (zlib), and garbage behind a zip signature."""
+    raw = _npz_bytes(x=np.arange(500.0), y=np.arange(500.0))
+    return {
+        "truncated": raw[: len(raw) // 2],
+        "corrupt": raw[:200] + bytes(100) + raw[300:],
+        "garbage": b"PK\x03\x04" + b"garbage" * 20,
+    }
+
+
+@pytest.mark.parametrize("kind", ["truncated", "corrupt", "garbage"])
+def test_a_damaged_data_npz_is_a_config_error(tmp_path, kind):
+    path = tmp_path / "d.npz"
+    path.write_bytes(_damaged()[kind])
+    with pytest.raises(ConfigError, match="not a readable .npz"):
+        load_data_file(str(path))
+
+
+@pytest.mark.parametrize("kind", ["truncated", "corrupt", "garbage", "strings"])
+def test_a_damaged_results_npz_is_a_results_error(saved, tmp_path, kind, usage_error):
+    dst = tmp_path / "r"
+    shutil.copytree(saved, dst)
+    if kind == "strings":
+        arrays = dict(np.load(dst / "arrays.npz"))
+        arrays["x_N"] = arrays["x_N"].astype(str)
+        (dst / "arrays.npz").write_bytes(_npz_bytes(**arrays))
+    else:
+        (dst / "arrays.npz").write_bytes(_damaged()[kind])
+    with pytest.raises(ResultsError, match="not a readable .npz" if kind != "strings" else "not numeric"):
+        load_result(dst)
+    usage_error(study, ["--from", str(dst), "--no-plots", "--no-cache"])
+
+
+def test_rerendering_in_place_keeps_the_figures(saved, tmp_path):
+    """``study.py --from DIR --no-plots`` removed every PNG in DIR, and none came back."""
+    dst = tmp_path / "r"
+    shutil.copytree(saved, dst)
+    pngs = [n for n in OUTPUTS if n.endswith(".png")]
+    for name in pngs:
+        (dst / name).write_bytes(b"a figure")
+    study.main(["--from", str(dst), "--no-plots", "--no-cache"])
+    assert all((dst / name).read_bytes() == b"a figure" for name in pngs)
+
+
+class _Claimed(Exception):
+    pass
+
+
+@pytest.mark.parametrize("script", ["compare", "study", "diagnose", "validate"])
+def test_overwrite_removes_every_scripts_outputs(tmp_path, monkeypatch, script):
+    """compare/study's --overwrite left diagnose's diagnostics.npz and diag_*.png next to the new
+    results; diagnose's and validate's left results.json: every script claims with one list."""
+    import importlib
+
+    import jaxopt_cmp.io as jio
+
+    claimed = {}
+
+    def record(path, overwrite=False, outputs=()):
+        claimed["outputs"] = tuple(outputs)
+        raise _Claimed
+
+    monkeypatch.setattr(jio, "claim_out_dir", record)
+    module = importlib.import_module(script)
+    sizes = "--iters 20 --eval-every 10 --n-data 64 --hidden 4" if script != "validate" else "--quick --steps 5"
+    with pytest.raises(_Claimed):
+        module.main([*sizes.split(), "--out", str(tmp_path / "o"), "--overwrite"])
+    assert claimed["outputs"] == OUTPUTS
+    for name in ["diagnostics.npz", "diag_sharpness.png", "diag_error_bands.png", "validation.json", "results.json"]:
+        (tmp_path / name).write_text("stale")
+    (tmp_path / "notes.txt").write_text("mine")
+    with claim_out_dir(tmp_path, overwrite=True, outputs=OUTPUTS):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
