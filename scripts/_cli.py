@@ -188,9 +188,23 @@ def setup_jax(args) -> None:
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
     if not args.no_cache:
-        from jaxopt_cmp.runtime import use_compilation_cache
+        from jaxopt_cmp.runtime import default_cache_dir, use_compilation_cache
 
-        use_compilation_cache(args.cache_dir)
+        if args.cache_dir == "":  # Path("") is the cwd: the cache would land among the user's files
+            raise ConfigError("cache_dir", "''", "expected a directory path (or --no-cache)")
+        path = args.cache_dir or default_cache_dir()
+        if not _writable_dir(path):
+            raise ConfigError("cache_dir", str(path), "expected a writable directory (pass --no-cache to run without)")
+        use_compilation_cache(path)
+
+
+def _writable_dir(path) -> bool:
+    """Whether ``path`` is (or can be made) a directory this process may write into."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.path.isdir(path) and os.access(path, os.W_OK | os.X_OK)
 
 
 def import_in_background(*modules: str) -> None:

@@ -112,3 +112,14 @@ def test_overwrite_removes_every_scripts_outputs(tmp_path, monkeypatch, script):
     with claim_out_dir(tmp_path, overwrite=True, outputs=OUTPUTS):
         pass
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+@pytest.mark.parametrize("where", ["under_a_file", "empty"])
+def test_an_unusable_cache_dir_is_one_line_naming_no_cache(saved, tmp_path, usage_error, where):
+    """An unwritable cache location aborted every script with a traceback; ``--cache-dir ''``
+    wrote the cache into the current directory."""
+    (tmp_path / "f").write_text("")
+    cache = str(tmp_path / "f" / "cache") if where == "under_a_file" else ""
+    err = usage_error(study, ["--from", str(saved), "--no-plots", "--cache-dir", cache])
+    assert "--cache-dir=" in err and "--no-cache" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
