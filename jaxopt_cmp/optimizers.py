@@ -250,12 +250,16 @@ def register_optimizer(
         raise ConfigError("optimizer name", name, "already registered (pass replace=True to replace it)")
     row = OptimizerDef(name=name, build=build, defaults=dict(defaults), bounds=dict(bounds))
     _check_row(row)
+    made = row.build(**row.defaults)
+    if not (callable(getattr(made, "init", None)) and callable(getattr(made, "update", None))):
+        raise ConfigError(f"{name} build", type(made).__name__, "expected it to return an optax GradientTransformation")
     OPTIMIZERS[name] = row
     return row
 
 
-for _row in _BUILTIN:
-    register_optimizer(_row.name, _row.build, _row.defaults, _row.bounds)
+for _row in _BUILTIN:  # checked without building (importing the registry does not import optax)
+    _check_row(_row)
+    OPTIMIZERS[_row.name] = _row
 
 
 def check_hparams(name: str, hparams: Mapping[str, tuple[float, ...]]) -> None:

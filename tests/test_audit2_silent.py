@@ -144,3 +144,12 @@ def test_power_iteration_keeps_a_negative_dominant_eigenvalue_negative():
     lam, v = power_iteration(lambda u: A @ u, jnp.ones(3), 60)  # |2/5|^60: converged
     assert float(lam) == pytest.approx(-5.0, rel=1e-6)
     np.testing.assert_allclose(np.asarray(A @ v), float(lam) * np.asarray(v), atol=1e-6)
+
+
+def test_register_refuses_a_build_that_returns_no_transformation(scratch_optimizer):
+    """Issue 20: a build returning None was accepted and failed later, inside tracing."""
+    from jaxopt_cmp.checks import ConfigError
+
+    with pytest.raises(ConfigError, match=r"w20_scratch build.*NoneType.*GradientTransformation"):
+        register_optimizer(scratch_optimizer, lambda lr: None, {"lr": 0.1}, {"lr": POSITIVE})
+    assert scratch_optimizer not in OPTIMIZERS
