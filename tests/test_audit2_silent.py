@@ -153,3 +153,14 @@ def test_register_refuses_a_build_that_returns_no_transformation(scratch_optimiz
     with pytest.raises(ConfigError, match=r"w20_scratch build.*NoneType.*GradientTransformation"):
         register_optimizer(scratch_optimizer, lambda lr: None, {"lr": 0.1}, {"lr": POSITIVE})
     assert scratch_optimizer not in OPTIMIZERS
+
+
+def test_a_registered_default_is_checked_in_the_run_dtype(scratch_optimizer):
+    """Issue 20: a default eps=1e-320 (not swept) ran as 0 in float32; now refused like a swept value."""
+    from jaxopt_cmp.checks import ConfigError
+
+    build = lambda lr, eps: optax.adam(lr, eps=eps)  # noqa: E731
+    register_optimizer(scratch_optimizer, build, {"lr": 1e-3, "eps": 1e-320}, {"lr": POSITIVE, "eps": POSITIVE})
+    with pytest.raises(ConfigError, match=r"w20_scratch default eps.*1e-320.*float32"):
+        tiny(optimizers=(OptimizerConfig.make(scratch_optimizer, lr=[1e-3]),))
+    tiny(optimizers=(OptimizerConfig.make(scratch_optimizer, lr=[1e-3], eps=[1e-8]),))  # swept: the default is unused
