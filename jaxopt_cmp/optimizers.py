@@ -206,8 +206,19 @@ def _check_bounds(name: str, key: str, interval) -> None:
         raise ConfigError(f"{name} bounds[{key!r}]", interval, "expected low < high")
 
 
+# Columns of runs.csv / history.csv / to_frame() beside the hyperparameters: a hyperparameter of
+# one of these names would overwrite the column (jaxopt_cmp.results writes them).
+RESERVED_NAMES = frozenset(
+    {"optimizer", "grid_index", "seed", "step", "mse", "final_mse", "diverged_at", "steps_to_target"}
+)
+
+
 def _check_row(row: OptimizerDef) -> None:
     """The rules :func:`register_optimizer` states, for a row whose name is already accepted."""
+    for key in row.defaults:
+        if key in RESERVED_NAMES:
+            allowed = f"expected a name other than the results columns {', '.join(sorted(RESERVED_NAMES))}"
+            raise ConfigError(f"{row.name} hyperparameter", key, allowed)
     if not callable(row.build):
         raise ConfigError(f"{row.name} build", row.build, "expected a callable taking the hyperparameters")
     takes = list(inspect.signature(row.build).parameters)

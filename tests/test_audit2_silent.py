@@ -164,3 +164,14 @@ def test_a_registered_default_is_checked_in_the_run_dtype(scratch_optimizer):
     with pytest.raises(ConfigError, match=r"w20_scratch default eps.*1e-320.*float32"):
         tiny(optimizers=(OptimizerConfig.make(scratch_optimizer, lr=[1e-3]),))
     tiny(optimizers=(OptimizerConfig.make(scratch_optimizer, lr=[1e-3], eps=[1e-8]),))  # swept: the default is unused
+
+
+@pytest.mark.parametrize("column", ["seed", "final_mse", "grid_index", "optimizer", "steps_to_target"])
+def test_a_hyperparameter_named_like_a_results_column_is_refused(scratch_optimizer, column):
+    """Issue 20: a hyperparameter named seed or final_mse overwrote that column in runs.csv / to_frame()."""
+    from jaxopt_cmp.checks import ConfigError
+
+    build = eval(f"lambda lr, {column}: optax.sgd(lr)", {"optax": optax})
+    with pytest.raises(ConfigError, match=rf"w20_scratch hyperparameter.*{column}.*results columns"):
+        register_optimizer(scratch_optimizer, build, {"lr": 0.1, column: 0.5}, {"lr": POSITIVE, column: POSITIVE})
+    assert scratch_optimizer not in OPTIMIZERS
