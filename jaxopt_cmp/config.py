@@ -23,10 +23,15 @@ MAX_SEED = 2**32 - 1
 
 def check_representable(opt: OptimizerConfig, dtype: str) -> None:
     """Every grid value keeps its meaning in the run dtype: no overflow to inf, no underflow to 0
-    (``lr=1e-320`` is 0 in float32 and would train nothing)."""
+    (``lr=1e-320`` is 0 in float32 and would train nothing); so does every registered default the
+    grid does not sweep (a default ``eps=1e-320`` would run as 0 in float32)."""
     info = np.finfo(dtype)
     tiny, top = float(info.tiny), float(info.max)
-    for key, values in opt.hparams:
+    swept = dict(opt.hparams)
+    defaults = OPTIMIZERS[opt.name].defaults if opt.name in OPTIMIZERS else {}
+    named = [(key, values) for key, values in opt.hparams]
+    named += [(f"{opt.name} default {key}", (v,)) for key, v in defaults.items() if key not in swept]
+    for key, values in named:
         for v in values:
             if v != 0 and not (tiny <= abs(v) <= top):
                 raise ConfigError(key, v, f"expected 0 or a magnitude in [{tiny:.3g}, {top:.3g}] ({dtype})")

@@ -101,7 +101,8 @@ def batch_indices(key: jax.Array, steps: jax.Array, n_data: int, batch_size: int
     The batch of step ``t`` depends only on ``(key, t)``, never on how the steps are chunked,
     so the torch side can be fed exactly the batches the JAX side trains on. Indices are drawn
     with replacement (a permutation of 10k points per step would dominate the step's cost;
-    at 64 of 10,000 the chance of a repeat within a batch is ~19%, one repeat of 64).
+    at 64 of 10,000 the chance of a repeat within a batch is ~19%, one repeat of 64). Drawn as
+    int32 whatever ``jax_enable_x64`` says, so the stream does not depend on that global flag.
     """
-    draw = lambda t: jax.random.randint(jax.random.fold_in(key, t), (batch_size,), 0, n_data)
+    draw = lambda t: jax.random.randint(jax.random.fold_in(key, t), (batch_size,), 0, n_data, jnp.int32)
     return jax.vmap(draw)(steps)

@@ -206,8 +206,19 @@ def _check_bounds(name: str, key: str, interval) -> None:
         raise ConfigError(f"{name} bounds[{key!r}]", interval, "expected low < high")
 
 
+# Columns of runs.csv / history.csv / to_frame() beside the hyperparameters: a hyperparameter of
+# one of these names would overwrite the column (jaxopt_cmp.results writes them).
+RESERVED_NAMES = frozenset(
+    {"optimizer", "grid_index", "seed", "step", "mse", "final_mse", "diverged_at", "steps_to_target"}
+)
+
+
 def _check_row(row: OptimizerDef) -> None:
     """The rules :func:`register_optimizer` states, for a row whose name is already accepted."""
+    for key in row.defaults:
+        if key in RESERVED_NAMES:
+            allowed = f"expected a name other than the results columns {', '.join(sorted(RESERVED_NAMES))}"
+            raise ConfigError(f"{row.name} hyperparameter", key, allowed)
     if not callable(row.build):
         raise ConfigError(f"{row.name} build", row.build, "expected a callable taking the hyperparameters")
     takes = list(inspect.signature(row.build).parameters)
@@ -250,12 +261,16 @@ def register_optimizer(
         raise ConfigError("optimizer name", name, "already registered (pass replace=True to replace it)")
     row = OptimizerDef(name=name, build=build, defaults=dict(defaults), bounds=dict(bounds))
     _check_row(row)
+    made = row.build(**row.defaults)
+    if not (callable(getattr(made, "init", None)) and callable(getattr(made, "update", None))):
+        raise ConfigError(f"{name} build", type(made).__name__, "expected it to return an optax GradientTransformation")
     OPTIMIZERS[name] = row
     return row
 
 
-for _row in _BUILTIN:
-    register_optimizer(_row.name, _row.build, _row.defaults, _row.bounds)
+for _row in _BUILTIN:  # checked without building (importing the registry does not import optax)
+    _check_row(_row)
+    OPTIMIZERS[_row.name] = _row
 
 
 def check_hparams(name: str, hparams: Mapping[str, tuple[float, ...]]) -> None:

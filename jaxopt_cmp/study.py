@@ -29,7 +29,9 @@ from jaxopt_cmp.data import Data, check_user_data
 from jaxopt_cmp.distributed import check_same_on_every_process, shard_seeds, to_host
 from jaxopt_cmp.io import versions
 from jaxopt_cmp.lanes import LanePlan, lane_fns, pick, plan_lanes
+from jaxopt_cmp.optimizers import OPTIMIZERS
 from jaxopt_cmp.results import StudyResult
+from jaxopt_cmp.targets import TARGETS
 from jaxopt_cmp.train import Carry, Evaluation, chunk_lengths, flat_model, make_study_fns, steps_per_draw
 
 
@@ -155,8 +157,17 @@ def _warn_if_one_core(cfg: StudyConfig) -> None:
         )
 
 
-def _shape_key(cfg: StudyConfig, with_data: bool, plan: LanePlan | None) -> tuple:
-    """The part of a config the compiled program depends on (values like lr, seed, iters: not)."""
+def _shape_key(cfg: StudyConfig, data: Data | None, plan: LanePlan | None) -> tuple:
+    """Everything the compiled program depends on (values like lr, seed, iters: not): the config's
+    shapes and dtype, and the functions the trace closes over, by identity (each optimizer's
+    registry row, so ``register_optimizer(..., replace=True)`` recompiles; the target), and the
+    user data's shapes."""
+    rows = tuple(OPTIMIZERS.get(o.name) for o in cfg.optimizers)
+    traced = (
+        tuple((r.build, tuple(sorted(r.defaults.items()))) if r is not None else None for r in rows),
+        TARGETS.get(cfg.data.target),
+    )
+    with_data = None if data is None else tuple(np.shape(a) for a in data)  # cast to the run dtype
     optimizers = tuple((o.name, tuple(sorted(o.grid())), o.grid_size) for o in cfg.optimizers)
     train = (cfg.train.batch_size, cfg.train.dtype, steps_per_draw(cfg.train.eval_every))
     return (
@@ -170,7 +181,9 @@ def _shape_key(cfg: StudyConfig, with_data: bool, plan: LanePlan | None) -> tupl
         seed_groups(cfg.seeds),
         jax.device_count(),
         jax.default_backend(),
+        bool(jax.config.read("jax_enable_x64")),  # the traced integer dtypes
         None if plan is None else plan.key(),
+        traced,
     )
 
 
@@ -275,7 +288,7 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     plan = plan_lanes(cfg) if mesh is None else None
     check_runnable(cfg, data, max_bytes, 1 if plan is None else len(plan.lanes))
     check_same_on_every_process(cfg, data)
-    key = _shape_key(cfg, data is not None, plan)
+    key = _shape_key(cfg, data, plan)
     keys_JK = shard_seeds(_seed_keys(np.uint32(cfg.seed), cfg.seeds, groups), mesh, axis=1)
     grid = grid_arrays(cfg)
     extra = _data_args(cfg, data)
@@ -388,7 +401,7 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
     (or ``run(keys_S, grid, data)``) trains every run of ``cfg`` with those seeds' keys and grid
     values and returns a :class:`StudyOutput`; it reuses the compiled program each call."""
     prepared = prepare_study(cfg, data)
-    entry = _COMPILED[_shape_key(cfg, data is not None, prepared.plan)]
+    entry = _COMPILED[_shape_key(cfg, data, prepared.plan)]
     init_exec, chunk = entry["init"], entry["chunk"]
 
     def run(keys_S, grid, data=data):
