@@ -41,6 +41,8 @@ OUTPUTS = (
     "snapshots_best.png",
     "diagnostics.json",
     "diagnostics.md",
+    "summary.txt",
+    "report.html",
 )
 
 
