@@ -2,18 +2,20 @@
 the directory holds, so new outputs appear on it without code changes.
 
 The page shows, in order: links to every file (and sub-directory) beside it; every ``*.txt`` and
-``*.md`` as preformatted text (``summary.txt``: the statistics the script printed, with their
-caveats); every ``*.json`` as tables of its top-level sections (config, versions, timing, ...;
-sections too large for a page are named and linked); every ``*.csv`` as a table sortable by
-clicking its header (the first :data:`MAX_ROWS` rows; the whole file is linked); every image
-(``*.png``, ``*.gif``, ``*.svg``, ``*.jpg``) embedded as a ``data:`` URI. It loads nothing from
+``*.md`` as preformatted text (``summary.txt``, the statistics the script printed with their
+caveats, first); every image (``*.png``, ``*.gif``, ``*.svg``, ``*.jpg``) embedded as a ``data:``
+URI; every ``*.json`` as tables of its top-level sections (config, versions, timing, ...; sections
+too large for a page are named and linked); every ``*.csv`` as a table sortable by clicking its
+header (the first :data:`MAX_ROWS` rows; the whole file is linked). It loads nothing from
 outside (a Content-Security-Policy forbids it), so it opens offline and can be mailed as one file.
 Every file name and value is escaped. Hidden files (``.``-prefixed: locks, temporary files) are
 left out.
 
-``report.html?selftest=TABLE_ID,COLUMN`` makes the page click that column's header twice and write
-what it saw (the column ascending, then descending, every image's ``naturalWidth``, uncaught
-errors) as JSON into ``<pre id="selftest">``: the browser test reads it from the DOM.
+``report.html?selftest=TABLE_ID,COLUMN;...`` makes the page click each named column's header twice
+and write what it saw (the column ascending, then descending; every image's ``naturalWidth``;
+uncaught errors) as JSON into ``<pre id="selftest">``: the browser test reads it from the DOM.
+Sorting is numeric where both cells are numbers (``inf``/``-inf`` included), numbers before text,
+empty cells last in either direction.
 """
 
 from __future__ import annotations
@@ -69,9 +71,10 @@ document.querySelectorAll('table.sortable').forEach(function(t){
   th.addEventListener('click',function(){sortTable(t,i);});});});
 function column(t,col){return Array.from(t.tBodies[0].rows).map(function(r){return r.cells[col].textContent;});}
 window.addEventListener('load',function(){var q=new URLSearchParams(location.search).get('selftest');
- if(q===null)return;var parts=q.split(','),out={images:[],errors:window.__errors};
- var t=document.getElementById(parts[0]),col=Number(parts[1]||0);
- if(t){var th=t.tHead.rows[0].cells[col];th.click();out.asc=column(t,col);th.click();out.desc=column(t,col);}
+ if(q===null)return;var out={images:[],errors:window.__errors,sorted:{}};
+ q.split(';').forEach(function(spec){var parts=spec.split(','),t=document.getElementById(parts[0]),col=Number(parts[1]);
+  var th=t&&t.tHead?t.tHead.rows[0].cells[col]:null;if(!th)return;
+  th.click();var asc=column(t,col);th.click();out.sorted[spec]={asc:asc,desc:column(t,col)};});
  document.querySelectorAll('img').forEach(function(i){out.images.push([i.alt,i.naturalWidth]);});
  var pre=document.createElement('pre');pre.id='selftest';pre.textContent=JSON.stringify(out);
  document.body.appendChild(pre);});
@@ -192,13 +195,13 @@ def render_report(out_dir: str | os.PathLike, title: str | None = None) -> tuple
         text = p.read_text(encoding="utf-8", errors="replace")
         cut = f"\n... ({len(text) - MAX_TEXT:,} more characters in the file)" if len(text) > MAX_TEXT else ""
         page.parts.append(f"<h2>{_esc(p.name)}</h2><pre>{_esc(text[:MAX_TEXT] + cut)}</pre>")
+    images = by_kind(*IMAGES)
+    if images:
+        page.parts.append("<h2>Figures</h2>" + "".join(_image(p) for p in images))
     for p in sorted(by_kind(".json"), key=lambda p: (p.name != "results.json", p.name)):
         _json_section(page, p)
     for p in by_kind(".csv"):
         _csv_section(page, p)
-    images = by_kind(*IMAGES)
-    if images:
-        page.parts.append("<h2>Figures</h2>" + "".join(_image(p) for p in images))
     doc = (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'

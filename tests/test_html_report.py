@@ -230,7 +230,7 @@ def console_lines(proc) -> list[str]:
 
 
 def selftest(proc) -> dict:
-    return json.loads(next(p for p in Page(proc.stdout).pres if p.startswith("{")))
+    return json.loads(next(p for p in Page(proc.stdout).pres if p.startswith('{"images"')))
 
 
 @needs_browser
@@ -246,21 +246,35 @@ def test_browser_catches_a_broken_page(tmp_path):
     assert any("undefinedFunction" in e for e in selftest(proc)["errors"])
 
 
+MIXED = ["10", "9", "", "inf", "abc", "-inf", "1e-3"]  # numbers (not text order), inf, text, an empty cell
+
+
 @needs_browser
 def test_page_in_a_real_browser(study_dir, tmp_path):
-    """Loads with no console output, every image decodes, sorting by a header click orders the
-    column both ways, and a screenshot shows something."""
-    page = study_dir / REPORT_NAME
-    tid, table = Page(page.read_text()).table("runs.csv")
+    """The study's page, with a new kind of output beside it (a CSV the page's code never heard of):
+    loads with no console output, every image decodes, a header click sorts a column both ways
+    (numbers as numbers), and a screenshot shows something."""
+    copy = shutil.copytree(study_dir, tmp_path / "study")
+    with open(copy / "extra.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["name", "value"], *([f"r{i}", v] for i, v in enumerate(MIXED))])
+    page = write_report(copy)
+    parsed = Page(page.read_text())
+    (runs, table), (extra, _) = parsed.table("runs.csv"), parsed.table("extra.csv")
     col = table["head"].index("final_mse")
-    proc = browse(f"{page.as_uri()}?selftest={tid},{col}", tmp_path / "profile", "--dump-dom")
+    query = f"{runs},{col};{extra},1"
+    proc = browse(f"{page.as_uri()}?selftest={query}", tmp_path / "profile", "--dump-dom")
     assert console_lines(proc) == []
     seen = selftest(proc)
     assert seen["errors"] == []
     assert len(seen["images"]) == 3 and all(width > 0 for _, width in seen["images"]), seen["images"]
     values = [float(r[col]) for r in table["rows"]]
-    assert [float(v) for v in seen["asc"]] == sorted(values) != values
-    assert [float(v) for v in seen["desc"]] == sorted(values, reverse=True)
+    by_mse = seen["sorted"][f"{runs},{col}"]
+    assert [float(v) for v in by_mse["asc"]] == sorted(values) != values
+    assert [float(v) for v in by_mse["desc"]] == sorted(values, reverse=True)
+    assert seen["sorted"][f"{extra},1"] == {
+        "asc": ["-inf", "1e-3", "9", "10", "inf", "abc", ""],
+        "desc": ["abc", "inf", "10", "9", "1e-3", "-inf", ""],
+    }
     shot = tmp_path / "shot.png"
     browse(page.as_uri(), tmp_path / "profile", f"--screenshot={shot}", "--window-size=1000,1400")
     picture = Image.open(shot).convert("RGB")
