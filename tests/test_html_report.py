@@ -176,7 +176,8 @@ def hostile_dir(tmp_path) -> Path:
     with open(d / f"{HOSTILE}.csv", "w", newline="") as f:
         csv.writer(f).writerows(rows)
     (d / "notes.txt").write_text(f"</pre><script>alert('pre')</script>{HOSTILE}")
-    (d / "results.json").write_text(json.dumps({"config": {"source": HOSTILE}, "note": "<b>x</b>"}))
+    history = {str(step): [0.5] for step in range(MAX_ROWS + 1)}  # too many values for a page
+    (d / "results.json").write_text(json.dumps({"config": {"source": HOSTILE}, "note": "<b>x</b>", "history": history}))
     (d / "broken.json").write_text("{not json")
     (d / "sub dir #1").mkdir()
     (d / ".lock").write_text("hidden")
@@ -196,6 +197,8 @@ def test_everything_from_the_user_is_escaped(hostile_dir):
     assert "</pre><script>alert('pre')</script>" + HOSTILE in page.pres
     assert dict(map(tuple, page.table("results.json:config")[1]["rows"]))["source"] == HOSTILE
     assert "broken.json" in text and "not valid JSON" in text
+    assert f"{MAX_ROWS + 1} values, in" in text  # a section too large for the page is named and linked
+    assert not any(t["source"].endswith(":history") for t in page.tables.values())
     targets = link_targets(page, path)
     assert targets == {f"{HOSTILE}.csv", "notes.txt", "results.json", "broken.json", "sub dir #1/"}
     assert all((hostile_dir / t).exists() for t in targets)
