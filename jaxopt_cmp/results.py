@@ -50,6 +50,8 @@ OUTPUTS = (
     "diag_error_bands.png",
     "validation.json",
     "validation.md",
+    "summary.txt",
+    "report.html",
 )
 
 

@@ -120,7 +120,7 @@ def add_common_args(p: Parser, optimizers: str) -> None:
         action="store_true",
         help="allow a non-empty --out (a previous run's outputs there are removed first)",
     )
-    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures (report.html is still written)")
     p.add_argument(
         "--cache-dir",
         default=None,
@@ -231,6 +231,16 @@ def timing_line(timing: dict, framework: str = "jax") -> str:
     compile_s = timing.get("compile_s", 0.0)
     compiled = f"{compile_s:.2f} s" if compile_s > 0 else "reused (compiled earlier in this process)"
     return f"setup {timing.get('setup_s', 0.0):.2f} s, compile {compiled}"
+
+
+def write_pages(out: Path, summary: str | None = None) -> list[Path]:
+    """``summary.txt`` (the statistics the script printed, when given) and then ``report.html``
+    (:mod:`jaxopt_cmp.html_report`: every file of ``out`` on one offline page), written last."""
+    from jaxopt_cmp.html_report import write_report
+    from jaxopt_cmp.io import atomic_write_bytes
+
+    paths = [] if summary is None else [atomic_write_bytes(Path(out) / "summary.txt", (summary + "\n").encode())]
+    return paths + [write_report(out)]
 
 
 class Progress:

@@ -46,13 +46,14 @@ def main(argv=None) -> None:
     with claim_out_dir(args.out or _cli.default_out("compare"), args.overwrite, OUTPUTS) as out:
         print(f"output directory: {out.path}")
         result = train(cfg, data, args)
-        print(report.final_table(result))
-        print(_cli.timing_line(result.timing, args.framework))
+        summary = f"{report.final_table(result)}\n{_cli.timing_line(result.timing, args.framework)}"
+        print(summary)
         _cli.State.results = save_result(result, out.path, framework=args.framework)
         written = [_cli.State.results]
         if not args.no_plots:
             written += write_figures(result, out.path)
             update_timing(out.path, result.timing)
+        written += _cli.write_pages(out.path, summary)
         print("".join(f"wrote {f}\n" for f in written), end="")
 
 

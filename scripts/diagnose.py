@@ -7,7 +7,7 @@ and by frequency band).
     python scripts/diagnose.py --check-subsample 512,1024,2048   # + full-data spectra (minutes)
 
 Writes diagnostics.json (every number), diagnostics.md (the findings), diagnostics.npz (the arrays,
-spectra included) and diag_*.png figures into --out.
+spectra included), diag_*.png figures and report.html (every file on one offline page) into --out.
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def parse_args(argv=None):
     )
     p.add_argument("--out", default=None, help="output directory (default: runs/diagnose-<time>)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
-    p.add_argument("--no-plots", action="store_true", help="skip the figures")
+    p.add_argument("--no-plots", action="store_true", help="skip the figures (report.html is still written)")
     return p.parse_args(argv)
 
 
@@ -110,6 +110,7 @@ def main(argv=None) -> None:
     from jaxopt_cmp.diagnostics import run_diagnostics, subsample_check
     from jaxopt_cmp.diagnostics_report import diagnostics_figures, diagnostics_summary, findings_markdown
     from jaxopt_cmp.figures import save_figures
+    from jaxopt_cmp.html_report import write_report
     from jaxopt_cmp.io import atomic_write_bytes, claim_out_dir, dumps
     from jaxopt_cmp.results import OUTPUTS
 
@@ -140,6 +141,7 @@ def main(argv=None) -> None:
         written = [out.path / name for name in WRITES]
         if not args.no_plots:
             written += save_figures(diagnostics_figures(diag), out.path)
+        written.append(write_report(out.path))  # last: it shows the files above
         print(text)
         t = summary["timing"]
         print(f"total {t['total_s']:.1f} s wall, {t['total_cpu_s']:.1f} s CPU "

@@ -4,7 +4,8 @@
     python scripts/study.py --seeds 64 --lrs 1e-3,1e-2,1e-1
     python scripts/study.py --from runs/study-XXXX   # re-render tables and figures, no training
 
-Writes results.json, arrays.npz, runs.csv, history.csv and figures into the output directory,
+Writes results.json, arrays.npz, runs.csv, history.csv, figures, summary.txt (the printed tables)
+and report.html (every file on one offline page) into the output directory,
 and prints per optimizer the best lr, final MSE mean with a 95% bootstrap CI, divergences, steps
 to reach --target-mse and paired sign tests across seeds.
 """
@@ -56,17 +57,20 @@ def parse_args(argv=None):
 
 
 def report_study(result, out: Path | None, target: float, plots: bool) -> list[Path]:
-    """Prints the tables; saves the figures into ``out``; returns the figure paths."""
+    """Prints the tables; saves them (``summary.txt``), the figures and the report page into ``out``;
+    returns the paths written."""
     from jaxopt_cmp import report, stats
 
     summaries = stats.summarize(result, target)
-    print(report.study_table(summaries, target))
-    print(report.paired_table(stats.paired_comparisons(result, summaries)))
-    if not plots:
-        return []
-    from jaxopt_cmp import figures
+    pairs = stats.paired_comparisons(result, summaries)
+    text = f"{report.study_table(summaries, target)}\n{report.paired_table(pairs)}"
+    print(text)
+    paths = []
+    if plots:
+        from jaxopt_cmp import figures
 
-    return figures.save_figures(figures.study_figures(result, {s.name: s.best for s in summaries}), out)
+        paths = figures.save_figures(figures.study_figures(result, {s.name: s.best for s in summaries}), out)
+    return paths + _cli.write_pages(out, text)
 
 
 def main(argv=None) -> None:
