@@ -61,7 +61,8 @@ def cells(tmp_path_factory):
             mp.setenv(key, value)
         blocks = section_blocks()
         last = max(i for i, b in enumerate(blocks) if b.rstrip().splitlines()[-1].startswith(("figures.plot_", "gif")))
-        return blocks, run_cells([*blocks[: last + 1], INLINE], cwd)
+        *executed, inline = run_cells([*blocks[: last + 1], INLINE], cwd)
+        return blocks[: last + 1], executed, inline
 
 
 def test_the_section_has_figure_and_gif_cells():
@@ -71,7 +72,7 @@ def test_the_section_has_figure_and_gif_cells():
 
 
 def test_every_figure_value_shows_as_a_png_of_its_size(cells):
-    blocks, executed = cells
+    blocks, executed, _ = cells
     shown = 0
     for block, cell in zip(blocks, executed):
         for out in results(cell):
@@ -84,7 +85,7 @@ def test_every_figure_value_shows_as_a_png_of_its_size(cells):
 
 
 def test_the_gif_shows_as_the_animation(cells):
-    blocks, executed = cells
+    blocks, executed, _ = cells
     (cell,) = [c for b, c in zip(blocks, executed) if b.rstrip().splitlines()[-1].startswith("gif")]
     (out,) = results(cell)
     gif = Image.open(io.BytesIO(base64.b64decode(out.data["image/gif"])))
@@ -94,8 +95,8 @@ def test_the_gif_shows_as_the_animation(cells):
 
 
 def test_with_an_inline_backend_a_figure_shows_once(cells):
-    _, executed = cells
-    images = [out for out in executed[-1].outputs if "image/png" in out.get("data", {})]
+    *_, inline = cells
+    images = [out for out in inline.outputs if "image/png" in out.get("data", {})]
     assert len(images) == 1
 
 
