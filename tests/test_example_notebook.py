@@ -89,3 +89,10 @@ def test_every_figure_shows_as_an_image(executed):
     assert figures == 6  # the data, curves, snapshots, the study's curves, sharpness, steps
     gifs = [out for c in executed.cells for out in c.get("outputs", []) if "image/gif" in out.get("data", {})]
     assert len(gifs) == 1
+
+
+def test_progress_shows_as_a_widget(executed):
+    # ipywidgets is installed (the notebook extra): each of the three bars is a tqdm widget.
+    widget = "application/vnd.jupyter.widget-view+json"
+    bars = [c for c in executed.cells if any(widget in out.get("data", {}) for out in c.get("outputs", []))]
+    assert len(bars) == 3 and all("ProgressBar(" in c.source for c in bars)

@@ -115,3 +115,17 @@ def test_the_displaying_figure_is_still_a_matplotlib_figure():
     buf = io.BytesIO()
     fig.savefig(buf, format="svg")
     assert buf.getvalue().lstrip().startswith(b"<?xml")
+
+
+def test_progress_bar_follows_absolute_steps_and_closes_at_the_total():
+    from jaxopt_cmp.progress import ProgressBar
+
+    out = io.StringIO()
+    bar = ProgressBar(10, "t", notebook=False, file=out)
+    for step in (4, 4, 7):
+        bar(step)
+        assert bar.bar.n == step
+    assert not bar.bar.disable
+    bar(10)
+    assert bar.bar.n == 10 and bar.bar.disable  # tqdm's closed state
+    assert "10/10" in out.getvalue()
