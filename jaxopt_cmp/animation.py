@@ -10,16 +10,16 @@ from collections.abc import Callable
 import numpy as np
 
 from jaxopt_cmp.figures import LEGEND_PT, _fit_figure, _fixed_layout, _ticks
-from jaxopt_cmp.render import agg_canvas
+from jaxopt_cmp.render import Gif, agg_canvas
 from jaxopt_cmp.report import settings_text
 from jaxopt_cmp.results import StudyResult
 
 UNCHANGED = 255  # the palette index of "as in the previous frame" (GIF transparency)
 
 
-def fits_gif(result: StudyResult, h: dict[str, int] | None = None, fps: float = 4.0) -> bytes:
+def fits_gif(result: StudyResult, h: dict[str, int] | None = None, fps: float = 4.0) -> Gif:
     """An animated GIF of seed 0's fits over training, one frame per evaluation, with the MSEs
-    beside the legend."""
+    beside the legend: :class:`~jaxopt_cmp.render.Gif` bytes, which display in a notebook."""
     margins = dict(left=0.75, bottom=0.5, top=0.55)
     fig, ax, fit, lines = _fit_figure(result, h, (8, 3.8), 80, 800)
     ax.set(xticks=_ticks(fit.xlim, 8), yticks=_ticks(fit.ylim, 6))
@@ -40,7 +40,7 @@ def fits_gif(result: StudyResult, h: dict[str, int] | None = None, fps: float = 
         for text, (label, colour) in zip(texts, fit.mse_labels(e, len(texts), named=True)):
             text.set(text=label, color=colour)
 
-    return gif_bytes(_frames(fig, frame, len(result.eval_steps), moving), fps)
+    return Gif(gif_bytes(_frames(fig, frame, len(result.eval_steps), moving), fps))
 
 
 def _frames(fig, update: Callable[[int], None], n: int, moving: list) -> list[np.ndarray]:

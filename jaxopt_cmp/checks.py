@@ -1,7 +1,9 @@
-"""The one error type for bad settings, and the checks that raise it."""
+"""The one error type for bad settings, and the checks that raise it; the one message for a
+missing optional dependency (:func:`import_extra`)."""
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Sequence
 
@@ -55,3 +57,19 @@ def check_real(setting: str, value, low: float, high: float, *, low_open=False, 
 def check_choice(setting: str, value, choices: Sequence[str]) -> None:
     if value not in choices:
         raise ConfigError(setting, value, f"expected one of {', '.join(choices)}")
+
+
+class MissingExtra(ImportError):
+    """An optional dependency is not installed; the message is one line naming the extra to install."""
+
+
+def import_extra(module: str, extra: str, needed_by: str):
+    """``module`` imported, or :class:`MissingExtra`: "``needed_by`` needs ``module``, which is not
+    installed: pip install -e ".[extra]"". Only the module itself missing counts: an import error
+    inside an installed ``module`` propagates as it is."""
+    try:
+        return importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name != module.partition(".")[0]:
+            raise
+        raise MissingExtra(f'{needed_by} needs {module}, which is not installed: pip install -e ".[{extra}]"') from None

@@ -8,13 +8,13 @@ returned as ``{file name: Figure}``; :func:`findings_markdown` writes ``diagnost
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from jaxopt_cmp import curvature
 from jaxopt_cmp.config import to_dict
 from jaxopt_cmp.diagnostics import Diagnostics
 from jaxopt_cmp.figures import styles
 from jaxopt_cmp.io import json_restore, json_safe
+from jaxopt_cmp.render import Figure
 
 
 def _grid_point(diag: Diagnostics, name: str, h: int) -> dict:

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 from matplotlib.artist import Artist
-from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from jaxopt_cmp.render import figure_bytes, save_figures  # noqa: F401  (the figures' public API)
+from jaxopt_cmp.render import Figure, figure_bytes, save_figures  # noqa: F401  (the figures' public API)
 from jaxopt_cmp.report import run_label, settings_text
 from jaxopt_cmp.results import StudyResult
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jaxopt_cmp.checks import ConfigError
+from jaxopt_cmp.checks import ConfigError, import_extra
 from jaxopt_cmp.config import StudyConfig, study_from_dict, to_dict
 from jaxopt_cmp.io import Table, atomic_write_bytes, dumps, json_restore, read_npz  # noqa: F401  (re-exported)
 
@@ -151,15 +151,13 @@ class StudyResult:
                         }
 
     def to_frame(self, target: float | None = None):
-        """A pandas DataFrame of :meth:`rows` (pandas is imported only here)."""
-        import pandas as pd
-
+        """A pandas DataFrame of :meth:`rows` (pandas is imported only here: the notebook extra)."""
+        pd = import_extra("pandas", "notebook", "StudyResult.to_frame()")
         return pd.DataFrame(list(self.rows(target)))
 
     def history_frame(self):
         """A pandas DataFrame of :meth:`history_rows` (long form)."""
-        import pandas as pd
-
+        pd = import_extra("pandas", "notebook", "StudyResult.history_frame()")
         return pd.DataFrame(list(self.history_rows()))
 
 

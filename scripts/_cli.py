@@ -16,7 +16,8 @@ import signal
 import sys
 from pathlib import Path
 
-from jaxopt_cmp.checks import ConfigError
+from jaxopt_cmp.checks import ConfigError, MissingExtra, import_extra  # noqa: F401  (import_extra: for the scripts)
+from jaxopt_cmp.progress import ProgressBar as Progress  # noqa: F401  (the scripts' bar: one home)
 from jaxopt_cmp.runtime import use_all_cores
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
@@ -243,23 +244,6 @@ def write_pages(out: Path, summary: str | None = None) -> list[Path]:
     return paths + [write_report(out)]
 
 
-class Progress:
-    """A tqdm bar driven by absolute step counts; create it after compiling, so its ETA is right."""
-
-    def __init__(self, total: int, desc: str):
-        from tqdm import tqdm
-
-        self.bar = tqdm(total=total, desc=desc, unit="it", file=sys.stderr, dynamic_ncols=True)
-
-    def __call__(self, step) -> None:
-        step = int(step)
-        if step > self.bar.n:
-            self.bar.update(step - self.bar.n)
-
-    def close(self) -> None:
-        self.bar.close()
-
-
 class State:
     """What a run has written so far, for the message of an interrupted run."""
 
@@ -292,7 +276,7 @@ def run_main(prog: str, main, parser: Parser | None = None) -> None:
         parser = parser or Parser.last
         flag = parser.flag_of(err.setting) if parser is not None else None
         fail(prog, f"{flag or err.setting}={err.value} is not allowed: {err.allowed}")
-    except ResultsError as err:
+    except (ResultsError, MissingExtra) as err:
         fail(prog, str(err))
     except KeyboardInterrupt:
         _interrupted(prog)

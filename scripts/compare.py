@@ -43,6 +43,8 @@ def main(argv=None) -> None:
     cfg, data = _cli.build_config(args, {n: {"lr": args.lr} for n in names}, args.seeds, record_predictions=True)
     if data is not None and args.framework == "torch":
         raise _cli.ConfigError("data", args.data, "user data runs with --framework jax only")
+    if args.framework == "torch":
+        _cli.import_extra("torch", "torch", "--framework torch")
     with claim_out_dir(args.out or _cli.default_out("compare"), args.overwrite, OUTPUTS) as out:
         print(f"output directory: {out.path}")
         result = train(cfg, data, args)

@@ -28,6 +28,7 @@ OUTPUTS = ("validation.json", "validation.md")
 
 
 def parse_args(argv=None):
+    _cli.import_extra("torch", "torch", "validating against torch")
     from torch_ref.validation import FULL, QUICK
 
     p = _cli.Parser(

@@ -67,7 +67,7 @@ def load_mutants(path: Path = HERE / "mutants.toml") -> tuple[list[Mutant], list
     return sanity, mutants
 
 
-COPIED = ("jaxopt_cmp", "torch_ref", "scripts", "tests", "pyproject.toml", "README.md")
+COPIED = ("jaxopt_cmp", "torch_ref", "scripts", "tests", "examples", "pyproject.toml", "README.md")
 IGNORED = shutil.ignore_patterns("__pycache__", ".pytest_cache", ".hypothesis", "runs", "*.pyc", "last_result.md")
 PYTEST_RC = {0: "SURVIVED", 4: "BAD-SELECTION", 5: "NO-TESTS"}  # 1-3: failures, errors -> KILLED
 
