@@ -109,18 +109,11 @@ def data_from_arrays(x, y, source: str = "arrays", dtype=None) -> Data:
 
 def check_user_data(data: Data, cfg) -> Data:
     """The checks of :func:`data_from_arrays` in the run dtype, plus agreement with ``cfg``:
-    ``n_data`` is the number of training rows left after the held-out fractions, at least one
-    batch."""
+    ``n_data`` is the number of training rows left after the held-out fractions (at least a
+    batch: :class:`jaxopt_cmp.config.StudyConfig` checks that)."""
     checked = data_from_arrays(np.asarray(data.x), np.asarray(data.y), "data", cfg.train.dtype)
     rows = checked.x.shape[0]
     train, val, test = heldout_rows(rows, cfg.data)
-    if val or test:
-        if train < cfg.train.batch_size:
-            allowed = (
-                f"expected fractions leaving at least batch_size={cfg.train.batch_size} of the {rows} rows "
-                f"to train on ({val} validation and {test} test rows leave {train})"
-            )
-            raise ConfigError("val_fraction", cfg.data.val_fraction, allowed)
     if train != cfg.data.n_data:
         what = f"the supplied data's {rows} rows less {val + test} held out" if val or test else "the data's size"
         raise ConfigError("n_data", cfg.data.n_data, f"expected {train}, {what}")
