@@ -21,20 +21,33 @@ def n_params(cfg: StudyConfig) -> int:
     return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
 
 
+def heldout_sizes(cfg: StudyConfig) -> tuple[int, int]:
+    """``(n_val, n_test)`` points: the config's for generated data; for user data (whose row
+    count only the data knows) the fractions' share of ``n_data / (1 - val - test)`` rows."""
+    d = cfg.data
+    if not d.source:
+        return d.n_val, d.n_test
+    rows = d.n_data / (1 - d.val_fraction - d.test_fraction)
+    return math.ceil(d.val_fraction * rows), math.ceil(d.test_fraction * rows)
+
+
 def estimate_bytes(cfg: StudyConfig) -> dict[str, int]:
-    """Bytes by purpose: runs (parameters and optimizer state), data (every seed's copy),
-    evaluation activations (one grid point of one seed group at a time), history (MSE at every
-    evaluation and seed 0's predictions), all in the run dtype."""
+    """Bytes by purpose: runs (parameters and optimizer state), data (every seed's training and
+    validation sets, and the test set), evaluation activations (training, validation and test
+    sets of one grid point of one seed group at a time), history (training, validation and test
+    MSE at every evaluation and seed 0's predictions), all in the run dtype."""
     item = 8 if cfg.train.dtype == "float64" else 4
     runs = sum(o.grid_size for o in cfg.optimizers) * cfg.seeds
     width = sum(cfg.model.hidden)
     n, e = cfg.data.n_data, cfg.train.n_evals
+    n_val, n_test = heldout_sizes(cfg)
+    row = (cfg.model.xdim + cfg.model.ydim) * item
     return {
         "runs": runs * n_params(cfg) * (1 + STATE_SLOTS + STEP_COPIES) * item,
-        "data": cfg.seeds * n * (cfg.model.xdim + cfg.model.ydim) * item,
-        "evaluation": 2 * cfg.seeds * n * width * item,
+        "data": cfg.seeds * (n + n_val) * row + n_test * row,
+        "evaluation": 2 * cfg.seeds * (n + n_val + n_test) * width * item,
         "steps": 2 * runs * cfg.train.batch_size * width * item,
-        "history": e * runs * item + (e * runs // max(cfg.seeds, 1) * n * item if cfg.record_predictions else 0),
+        "history": 3 * e * runs * item + (e * runs // max(cfg.seeds, 1) * n * item if cfg.record_predictions else 0),
     }
 
 

@@ -39,7 +39,13 @@ def check_representable(opt: OptimizerConfig, dtype: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The regression data: ``y = target(x) + noise_std * N(0, 1)``, ``x ~ U[x_low, x_high]``."""
+    """The regression data: ``y = target(x) + noise_std * N(0, 1)``, ``x ~ U[x_low, x_high]``.
+
+    Held-out sets (:mod:`jaxopt_cmp.data`): generated data gets ``n_val`` validation points drawn
+    like the training data (their own key and noise) and a test grid of ``n_test`` evenly spaced
+    points with the noise-free target. User data (``source``) is split instead: ``val_fraction``
+    and ``test_fraction`` of its rows are held out (seeded); ``n_data`` counts the training rows.
+    """
 
     target: str = "seed"
     n_data: int = 10_000
@@ -47,6 +53,10 @@ class DataConfig:
     x_high: float = 3.0
     noise_std: float = 0.03
     source: str = ""  # "" = generated from ``target``; else where user-supplied data came from
+    n_val: int = 2000
+    n_test: int = 2000
+    val_fraction: float = 0.0
+    test_fraction: float = 0.0
 
     def __post_init__(self):
         check_choice("target", self.target, sorted(TARGETS))
@@ -54,6 +64,13 @@ class DataConfig:
         object.__setattr__(self, "x_low", check_real("x_low", self.x_low, -1e6, 1e6))
         object.__setattr__(self, "x_high", check_real("x_high", self.x_high, self.x_low, 1e6, low_open=True))
         object.__setattr__(self, "noise_std", check_real("noise_std", self.noise_std, 0.0, 1e6))
+        for name in ("n_val", "n_test"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), high=MAX_INT32))
+        for name in ("val_fraction", "test_fraction"):
+            object.__setattr__(self, name, check_real(name, getattr(self, name), 0.0, 1.0, high_open=True))
+        if self.val_fraction + self.test_fraction >= 1:
+            allowed = f"expected val_fraction + test_fraction < 1 (val_fraction is {self.val_fraction})"
+            raise ConfigError("test_fraction", self.test_fraction, allowed)
 
 
 @dataclass(frozen=True)
@@ -210,7 +227,8 @@ class StudyConfig:
 
 
 _SECTIONS = {
-    "data": ("target", "n_data", "x_low", "x_high", "noise_std", "source"),
+    "data": ("target", "n_data", "x_low", "x_high", "noise_std", "source")
+    + ("n_val", "n_test", "val_fraction", "test_fraction"),
     "model": ("xdim", "hidden", "ydim"),
     "train": ("iters", "batch_size", "eval_every", "dtype"),
 }

@@ -1,4 +1,12 @@
-"""Data: an explicit key -> the seed study's regression set, and the minibatch index stream."""
+"""Data: an explicit key -> the seed study's regression set, its held-out sets, and the minibatch
+index stream.
+
+Held-out sets. Generated data: a seed's *validation* set is ``n_val`` points drawn like its
+training data from ``fold_in(seed key, VAL_STREAM)`` (the training data, initial weights and
+batches keep the key split they always had); the *test* set is ``n_test`` evenly spaced points of
+``[x_low, x_high]`` with the noise-free target, the same for every seed. User data: the rows are
+split by :func:`split_user_data`, seeded by the study's seed.
+"""
 
 from __future__ import annotations
 
@@ -20,13 +28,56 @@ class Data(NamedTuple):
     y: jax.Array
 
 
-def make_data(key: jax.Array, cfg: DataConfig, dtype=jnp.float32) -> Data:
-    """``x ~ U[x_low, x_high]``, ``y = target(x) + noise_std * N(0, 1)``, both ``(n_data, 1)``."""
+# A seed's validation key is fold_in(seed key, VAL_STREAM): "val" in ASCII, far from the stream
+# numbers a split of the key would use.
+VAL_STREAM = 0x76616C
+# The user-data split's generator: numpy's SeedSequence of (study seed, SPLIT_STREAM).
+SPLIT_STREAM = 0x73706C  # "spl"
+
+
+def make_data(key: jax.Array, cfg: DataConfig, dtype=jnp.float32, n: int | None = None) -> Data:
+    """``x ~ U[x_low, x_high]``, ``y = target(x) + noise_std * N(0, 1)``, both ``(n, 1)`` (default
+    ``n_data`` points)."""
     key_x, key_noise = jax.random.split(key)
-    shape = (cfg.n_data, 1)
+    shape = (cfg.n_data if n is None else n, 1)
     x = jax.random.uniform(key_x, shape, dtype, cfg.x_low, cfg.x_high)
     noise = jax.random.normal(key_noise, shape, dtype)
     return Data(x, TARGETS[cfg.target](x) + jnp.asarray(cfg.noise_std, dtype) * noise)
+
+
+def make_val(seed_key: jax.Array, cfg: DataConfig, dtype=jnp.float32) -> Data:
+    """A seed's validation set: ``n_val`` points drawn like its training data from their own key."""
+    return make_data(jax.random.fold_in(seed_key, VAL_STREAM), cfg, dtype, cfg.n_val)
+
+
+def make_test(cfg: DataConfig, dtype=jnp.float32) -> Data:
+    """The test set: ``n_test`` evenly spaced x in ``[x_low, x_high]`` (endpoints included,
+    computed in float64 and cast) and the noise-free target. No key: the same for every seed."""
+    x = jnp.asarray(np.linspace(cfg.x_low, cfg.x_high, cfg.n_test).reshape(-1, 1), dtype)
+    return Data(x, TARGETS[cfg.target](x))
+
+
+def heldout_rows(rows: int, cfg: DataConfig) -> tuple[int, int, int]:
+    """``(train, val, test)`` row counts of ``rows`` user rows: each fraction of the rows rounded
+    to the nearest integer (at least one row for a fraction above 0), the rest train."""
+    held = [max(1, round(f * rows)) if f > 0 else 0 for f in (cfg.val_fraction, cfg.test_fraction)]
+    return rows - sum(held), held[0], held[1]
+
+
+def split_user_data(data: Data, cfg: DataConfig, seed: int) -> tuple[Data, Data | None, Data | None]:
+    """``(train, val, test)`` of user rows: a permutation drawn from numpy's
+    ``SeedSequence((seed, SPLIT_STREAM))`` gives its first ``test`` rows to the test set, the next
+    ``val`` rows to validation and the rest to training, each kept in file order (with both
+    fractions 0 the training rows are the file's, in order; val and test are None)."""
+    rows = int(np.shape(data.x)[0])
+    _, n_val, n_test = heldout_rows(rows, cfg)
+    if n_val == n_test == 0:
+        return data, None, None
+    order = np.random.default_rng(np.random.SeedSequence((int(seed), SPLIT_STREAM))).permutation(rows)
+    parts = np.split(order, [n_test, n_test + n_val])
+    take = lambda idx: Data(data.x[np.sort(idx)], data.y[np.sort(idx)]) if idx.size else None
+    test, val, train = (take(idx) for idx in parts)
+    return train, val, test
 
 
 def data_from_arrays(x, y, source: str = "arrays", dtype=None) -> Data:
@@ -57,10 +108,15 @@ def data_from_arrays(x, y, source: str = "arrays", dtype=None) -> Data:
 
 
 def check_user_data(data: Data, cfg) -> Data:
-    """The checks of :func:`data_from_arrays` in the run dtype, plus agreement with ``cfg``."""
+    """The checks of :func:`data_from_arrays` in the run dtype, plus agreement with ``cfg``:
+    ``n_data`` is the number of training rows left after the held-out fractions (at least a
+    batch: :class:`jaxopt_cmp.config.StudyConfig` checks that)."""
     checked = data_from_arrays(np.asarray(data.x), np.asarray(data.y), "data", cfg.train.dtype)
-    if checked.x.shape[0] != cfg.data.n_data:
-        raise ConfigError("n_data", cfg.data.n_data, f"expected {checked.x.shape[0]}, the supplied data's size")
+    rows = checked.x.shape[0]
+    train, val, test = heldout_rows(rows, cfg.data)
+    if train != cfg.data.n_data:
+        what = f"the supplied data's {rows} rows less {val + test} held out" if val or test else "the data's size"
+        raise ConfigError("n_data", cfg.data.n_data, f"expected {train}, {what}")
     if checked.x.shape[1] != cfg.model.xdim:
         raise ConfigError("xdim", cfg.model.xdim, f"expected {checked.x.shape[1]}, the supplied data's width")
     return checked

@@ -111,7 +111,9 @@ def _x_limits(ax, x: np.ndarray) -> None:
     ax.set_xlim(*(10 ** np.array([lo - pad, hi + pad]) if log else (lo - pad, hi + pad)))
 
 
-def _mse_axes(ax, owned: bool, series: dict, xlabel: str, title: str, **line_kw) -> None:
+def _mse_axes(
+    ax, owned: bool, series: dict, xlabel: str, title: str, ylabel: str = "full-data MSE", **line_kw
+) -> None:
     """Draws ``series[name] = (x_P, mse_PS, label, x_D, count_D)``: the median over seeds (a line),
     the 95% band when there are seeds to spread (translucent and outlined, under every line, so
     overlapping bands stay readable), and an ``x`` with the count of diverged seeds at each
@@ -146,7 +148,7 @@ def _mse_axes(ax, owned: bool, series: dict, xlabel: str, title: str, **line_kw)
     _x_limits(ax, np.concatenate([s[0] for s in series.values()]))  # also when no line has a point
     _log_axis(ax, "y")
     _log_limits(ax, plotted, band)
-    ax.set(xlabel=xlabel, ylabel="full-data MSE")
+    ax.set(xlabel=xlabel, ylabel=ylabel)
     ax.set_title(title, fontsize=10, y=1.0)  # y given: no search for ticks above the axes
     ax.grid(alpha=0.3)
     legend_in = _outside_legend(ax, handles)
@@ -166,24 +168,30 @@ def plot_mse_curves(result: StudyResult, best: dict[str, int] | None = None, ax=
         x_D, count_D = np.unique(steps[np.argmax(bad_ES, axis=0)[bad_ES.any(axis=0)]], return_counts=True)
         series[n] = (steps, mse_ES, run_label(result, n, best), x_D, count_D)
     what = "median and 95% band over seeds" if result.config.seeds > 1 else "one seed"
-    title = f"Full-data MSE during training ({what})\n{settings_text(result, best)}"
-    _mse_axes(ax, owned, series, "iteration", title, lw=1.6)
+    picked = f", at the lr selected by {result.selected_by}" if best is not None else ""
+    title = f"Full-data (training) MSE during training ({what}{picked})\n{settings_text(result, best)}"
+    _mse_axes(ax, owned, series, "iteration", title, "full-data (training) MSE", lw=1.6)
     return fig
 
 
-def plot_lr_sensitivity(result: StudyResult, sweep: str = "lr", ax=None) -> Figure:
-    """Final full-data MSE vs the swept value (log-log): median and 95% band over seeds; grid
-    points with non-finite (diverged) runs get an ``x`` with their count."""
+METRICS = {"train": "full-data (training) MSE", "val": "validation MSE", "test": "test MSE"}
+
+
+def plot_lr_sensitivity(result: StudyResult, sweep: str = "lr", ax=None, metric: str | None = None) -> Figure:
+    """Final MSE vs the swept value (log-log): median and 95% band over seeds; grid points with
+    non-finite (diverged) runs get an ``x`` with their count. ``metric`` ("train", "val" or
+    "test"; default: the one that selects best grid points, :attr:`StudyResult.selected_by`)."""
+    metric = metric or ("val" if result.selected_by == "validation MSE" else "train")
     fig, ax, owned = _new_axes(ax, (8, 4.5))
     series = {}
     for n in result.config.optimizer_names:
         x_H = np.asarray(result.grid[n][sweep], np.float64)
-        final_HS = np.asarray(result.mse_EHS[n][-1], np.float64)
+        final_HS = np.asarray((result.mse_EHS[n] if metric == "train" else result.heldout(metric, n))[-1], np.float64)
         bad_H = (~np.isfinite(final_HS)).sum(axis=1)
         series[n] = (x_H, final_HS, n, x_H[bad_H > 0], bad_H[bad_H > 0])
     _log_axis(ax, "x")
-    title = f"Final full-data MSE vs {sweep} (median and 95% band over seeds)\n{settings_text(result)}"
-    _mse_axes(ax, owned, series, sweep, title, marker="o", ms=4)
+    title = f"Final {METRICS[metric]} vs {sweep} (median and 95% band over seeds)\n{settings_text(result)}"
+    _mse_axes(ax, owned, series, sweep, title, METRICS[metric], marker="o", ms=4)
     return fig
 
 

@@ -97,7 +97,8 @@ def lane_fns(plan: LanePlan, init: Callable, chunk: Callable) -> tuple[Callable,
                 c, ev = chunk(c, t0, length, names)
                 fill = lambda got, blank: {n: got[n] if n in got else b for n, b in blank.items()}
                 pred = None if ev.pred_HN is None else fill(ev.pred_HN, pred_blank)
-                return c, Evaluation(fill(ev.mse_JHK, mse_blank), pred)
+                scores = (fill(ev.mse_JHK, mse_blank), pred, fill(ev.val_JHK, mse_blank), fill(ev.test_JHK, mse_blank))
+                return c, Evaluation(*scores)
 
             return run
 
@@ -110,9 +111,13 @@ def lane_fns(plan: LanePlan, init: Callable, chunk: Callable) -> tuple[Callable,
 
 def pick(plan: LanePlan, carry: Carry, evals: list[Evaluation]) -> tuple[Carry, list[Evaluation]]:
     """Host copies without the lane axis: each optimizer's runs and evaluations from its owner,
-    the data (the same in every lane) from lane 0."""
+    the data and held-out sets (the same in every lane) from lane 0."""
     lane_of = lambda n: lambda x: x[plan.owner(n)]
     own = lambda d: {n: jax.tree_util.tree_map(lane_of(n), v) for n, v in d.items()}
-    carry = Carry(own(carry.runs), _unstack(carry.data), None if carry.batch_key is None else carry.batch_key[0])
-    evals = [Evaluation(own(ev.mse_JHK), None if ev.pred_HN is None else own(ev.pred_HN)) for ev in evals]
+    key = None if carry.batch_key is None else carry.batch_key[0]
+    carry = Carry(own(carry.runs), _unstack(carry.data), key, _unstack(carry.val), _unstack(carry.test))
+    evals = [
+        Evaluation(own(ev.mse_JHK), None if ev.pred_HN is None else own(ev.pred_HN), own(ev.val_JHK), own(ev.test_JHK))
+        for ev in evals
+    ]
     return carry, evals

@@ -55,8 +55,9 @@ def param_table(rows, total: int) -> str:
 
 
 def final_table(result: StudyResult) -> str:
-    """Per optimizer (grid point 0): final full-data MSE over seeds, diverged count and, when
-    timed separately (torch), train time; a jointly trained run's total time is given once below."""
+    """Per optimizer (grid point 0): final training (full-data) MSE over seeds, validation and test
+    MSE (median; "n/a" without a held-out set), diverged count and, when timed separately (torch),
+    train time; a jointly trained run's total time is given once below."""
     per_opt = result.timing.get("per_optimizer_s") or {}
     names = result.config.optimizer_names
     timed = all(n in per_opt for n in names)
@@ -66,10 +67,12 @@ def final_table(result: StudyResult) -> str:
         n_bad = int(np.sum(~np.isfinite(final_S)))
         spread = f" [{fmt_mse(final_S.min())}, {fmt_mse(final_S.max())}]" if final_S.size > 1 else ""
         median = np.median(np.where(np.isnan(final_S), np.inf, final_S))
-        row = [name, f"{fmt_mse(median)}{spread}", f"{n_bad}/{final_S.size}"]
+        held = [fmt_mse(_median(result.heldout(kind, name)[-1, 0])) for kind in ("val", "test")]
+        row = [name, f"{fmt_mse(median)}{spread}", *held, f"{n_bad}/{final_S.size}"]
         rows.append(row + [f"{per_opt[name]:.2f}"] if timed else row)
     what = "median [min, max] over seeds" if result.config.seeds > 1 else "seed 0"
-    header = ["optimizer", f"final MSE ({what})", "diverged"] + (["train s"] if timed else [])
+    header = ["optimizer", f"final train MSE ({what})", "val MSE", "test MSE", "diverged"]
+    header += ["train s"] if timed else []
     table = format_table(header, rows)
     train_s = result.timing.get("train_s")
     if not timed and train_s is not None:
@@ -79,14 +82,22 @@ def final_table(result: StudyResult) -> str:
     return table
 
 
+def _median(values) -> float:
+    """Median over seeds with NaN as +inf (diverged); NaN when every value is NaN (not recorded)."""
+    v = np.asarray(values, np.float64)
+    return math.nan if np.all(np.isnan(v)) else float(np.median(np.where(np.isnan(v), np.inf, v)))
+
+
 def _interval(low: float, high: float) -> str:
     return f"[{fmt_mse(low)}, {fmt_mse(high)}]" if np.isfinite(low) and np.isfinite(high) else ""
 
 
 def study_table(summaries, target: float) -> str:
-    """Per optimizer (:class:`jaxopt_cmp.stats.OptimizerSummary`): best hyperparameters, final
-    MSE mean with its 95% bootstrap and Student-t intervals, divergences, time-to-target; then
-    what the number of seeds cannot show (``note()``), once."""
+    """Per optimizer (:class:`jaxopt_cmp.stats.OptimizerSummary`): best hyperparameters (selected
+    by validation MSE, or training MSE without a validation set: the header says which), the
+    selected point's test MSE (median over seeds) and final training MSE mean with its 95%
+    bootstrap and Student-t intervals, divergences, time-to-target; then what the number of seeds
+    cannot show (``note()``), once."""
     rows = []
     for s in summaries:
         hp = ", ".join(f"{k}={v:.3g}" for k, v in s.hparams.items() if k == "lr" or len(s.hparams) <= 2)
@@ -95,14 +106,25 @@ def study_table(summaries, target: float) -> str:
         rows.append([
             s.name,
             hp,
+            fmt_mse(s.test_median),
             f"{mean} {_interval(s.ci_low, s.ci_high)}".rstrip(),
             _interval(s.t_low, s.t_high) or "-",
             f"{s.diverged_at_best}/{s.n_seeds} (grid: {s.diverged_total}/{s.runs_total})",
             f"{ttt} ({s.reached}/{s.n_seeds} seeds)",
         ])  # fmt: skip
-    header = ["optimizer", "best", "final MSE mean [95% bootstrap CI]", "[95% t-interval]", "diverged"]
+    by = summaries[0].selected_by if summaries else "validation MSE"
+    header = [
+        "optimizer",
+        f"best (selected by {by})",
+        "test MSE (median)",
+        "final train MSE mean [95% bootstrap CI]",
+        "[95% t-interval]",
+        "diverged",
+    ]
     notes = dict.fromkeys(s.note() for s in summaries if s.note())
-    return "\n".join([format_table(header + [f"steps to MSE<={target:.3g}"], rows), *(f"note: {n}" for n in notes)])
+    rule = f"best: the grid point with the lowest median final {by} over seeds; its test MSE is the number to report"
+    table = format_table(header + [f"steps to MSE<={target:.3g}"], rows)
+    return "\n".join([table, rule, *(f"note: {n}" for n in notes)])
 
 
 def paired_table(pairs) -> str:

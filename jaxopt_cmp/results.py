@@ -2,7 +2,9 @@
 
 A result directory holds ``arrays.npz`` (every array), ``runs.csv`` (one row per optimizer x
 grid point x seed), ``history.csv`` (long form: one row per run and evaluation step) and
-``results.json`` (config, versions, summary, schema). Every file is written to a temporary name
+``results.json`` (config, versions, summary, schema). Beside each training (full-data) MSE the
+files hold the validation and test MSE (NaN where the run had no held-out set: user data without
+``val_fraction``/``test_fraction``, or results saved before schema 3). Every file is written to a temporary name
 and renamed into place; ``results.json`` is written last and marks a complete directory.
 """
 
@@ -23,8 +25,8 @@ from jaxopt_cmp.checks import ConfigError, import_extra
 from jaxopt_cmp.config import StudyConfig, study_from_dict, to_dict
 from jaxopt_cmp.io import Table, atomic_write_bytes, dumps, json_restore, read_npz  # noqa: F401  (re-exported)
 
-SCHEMA = "jaxopt_cmp.results/2"
-OLD_SCHEMAS = ("jaxopt_cmp.results/1",)
+SCHEMA = "jaxopt_cmp.results/3"  # 3: validation and test MSE
+OLD_SCHEMAS = ("jaxopt_cmp.results/1", "jaxopt_cmp.results/2")
 REQUIRED = ("schema", "framework", "config", "versions", "eval_steps", "final_mse", "timing")
 # Every file any script may write into its directory (removed by --overwrite before a new run of
 # any of them, so no other script's stale files survive next to the new ones).
@@ -66,6 +68,8 @@ class StudyResult:
     ``grid[name][hp]`` holds every hyperparameter's values at the user's exact values (float64).
     ``x_N``/``y_N`` are seed 0's data and ``pred_EHN`` seed 0's predictions (empty when the config
     does not record them), for plots. ``diverged_at_HS`` is -1 for runs that stayed finite.
+    ``mse_EHS`` is the training (full-data) MSE; ``val_mse_EHS``/``test_mse_EHS`` the validation and
+    test MSE (read them through :meth:`heldout`: NaN where there was no held-out set).
     """
 
     config: StudyConfig
@@ -79,10 +83,24 @@ class StudyResult:
     y_N: np.ndarray
     timing: dict[str, float] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    val_mse_EHS: dict[str, np.ndarray] = field(default_factory=dict)
+    test_mse_EHS: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def final_mse_HS(self) -> dict[str, np.ndarray]:
         return {n: m[-1] for n, m in self.mse_EHS.items()}
+
+    def heldout(self, kind: str, name: str) -> np.ndarray:
+        """``kind`` "val" or "test": that MSE of optimizer ``name`` ``(E, H, S)``, NaN if not recorded."""
+        saved = {"val": self.val_mse_EHS, "test": self.test_mse_EHS}[kind]
+        return saved[name] if name in saved else np.full(np.shape(self.mse_EHS[name]), np.nan)
+
+    @property
+    def selected_by(self) -> str:
+        """The metric that picks best grid points: "validation MSE", or "training MSE" when no
+        run has a validation MSE (user data without held-out rows, results older than schema 3)."""
+        has_val = any(not np.all(np.isnan(self.heldout("val", n))) for n in self.mse_EHS)
+        return "validation MSE" if has_val else "training MSE"
 
     def __repr__(self) -> str:
         cfg = self.config
@@ -94,9 +112,10 @@ class StudyResult:
         )
 
     def summary(self, target: float | None = None) -> Table:
-        """Per optimizer at its best grid point (lowest median final MSE): hyperparameters, final
-        MSE median and mean with its 95% bootstrap CI, diverged runs, steps to ``target``. Prints as
-        text; renders as HTML in a notebook."""
+        """Per optimizer at its best grid point (lowest median final MSE on the validation set, or
+        the training data without one: :attr:`selected_by`): hyperparameters, test MSE median,
+        training MSE median and mean with its 95% bootstrap CI, diverged runs, steps to ``target``.
+        Prints as text; renders as HTML in a notebook."""
         from jaxopt_cmp import stats
 
         rows = []
@@ -107,13 +126,22 @@ class StudyResult:
                 [
                     s.name,
                     hp,
+                    f"{s.test_median:.4g}",
                     f"{s.median:.4g}",
                     f"{s.mean:.4g} [{s.ci_low:.4g}, {s.ci_high:.4g}]",
                     f"{s.diverged_at_best}/{s.n_seeds}",
                     ttt,
                 ]
             )
-        header = ["optimizer", "best grid point", "median", "mean [95% CI]", "diverged", "steps to target"]
+        header = [
+            "optimizer",
+            f"best grid point (by {self.selected_by})",
+            "test MSE median",
+            "train MSE median",
+            "train mean [95% CI]",
+            "diverged",
+            "steps to target",
+        ]
         return Table(header, rows)
 
     def rows(self, target: float | None = None) -> Iterator[dict]:
@@ -122,6 +150,7 @@ class StudyResult:
         hp_names = hparam_columns(self)
         for name, mse_EHS in self.mse_EHS.items():
             div_HS = self.diverged_at_HS[name]
+            val_HS, test_HS = self.heldout("val", name)[-1], self.heldout("test", name)[-1]
             for h in range(mse_EHS.shape[1]):
                 hp = {k: (float(self.grid[name][k][h]) if k in self.grid[name] else None) for k in hp_names}
                 for s in range(mse_EHS.shape[2]):
@@ -132,6 +161,8 @@ class StudyResult:
                         "seed": s,
                         **hp,
                         "final_mse": float(mse_EHS[-1, h, s]),
+                        "final_val_mse": float(val_HS[h, s]),
+                        "final_test_mse": float(test_HS[h, s]),
                         "diverged_at": int(div_HS[h, s]) if div_HS[h, s] >= 0 else None,
                         "steps_to_target": int(self.eval_steps[hit[0]]) if hit.size else None,
                     }
@@ -139,6 +170,7 @@ class StudyResult:
     def history_rows(self) -> Iterator[dict]:
         """One dict per run and evaluation step: the ``history.csv`` rows."""
         for name, mse_EHS in self.mse_EHS.items():
+            val_EHS, test_EHS = self.heldout("val", name), self.heldout("test", name)
             for h in range(mse_EHS.shape[1]):
                 for s in range(mse_EHS.shape[2]):
                     for e, step in enumerate(self.eval_steps):
@@ -148,6 +180,8 @@ class StudyResult:
                             "seed": s,
                             "step": int(step),
                             "mse": float(mse_EHS[e, h, s]),
+                            "val_mse": float(val_EHS[e, h, s]),
+                            "test_mse": float(test_EHS[e, h, s]),
                         }
 
     def to_frame(self, target: float | None = None):
@@ -188,8 +222,9 @@ def csv_text(rows: Iterator[dict], columns: list[str]) -> str:
 
 
 def summary(result: StudyResult, framework: str = "jax") -> dict:
-    """The JSON summary: config, versions, final MSE (optimizer -> grid point -> seed), the
-    MSE history, divergence, exact grid values."""
+    """The JSON summary: config, versions, final training, validation and test MSE (optimizer ->
+    grid point -> seed; NaN without a held-out set), the metric that selects best grid points,
+    the training MSE history, divergence, exact grid values."""
     return {
         "schema": SCHEMA,
         "framework": framework,
@@ -198,6 +233,9 @@ def summary(result: StudyResult, framework: str = "jax") -> dict:
         "eval_steps": [int(s) for s in result.eval_steps],
         "grid": {n: {k: [float(x) for x in v] for k, v in g.items()} for n, g in result.grid.items()},
         "final_mse": {n: m[-1].tolist() for n, m in result.mse_EHS.items()},
+        "final_val_mse": {n: result.heldout("val", n)[-1].tolist() for n in result.mse_EHS},
+        "final_test_mse": {n: result.heldout("test", n)[-1].tolist() for n in result.mse_EHS},
+        "selected_by": result.selected_by,
         "diverged_at": {n: d.tolist() for n, d in result.diverged_at_HS.items()},
         "history": {
             str(int(step)): {n: m[e].tolist() for n, m in result.mse_EHS.items()}
@@ -219,6 +257,8 @@ def save_result(
     for n in result.mse_EHS:
         arrays[f"mse_EHS/{n}"] = result.mse_EHS[n]
         arrays[f"diverged_at_HS/{n}"] = result.diverged_at_HS[n]
+        arrays[f"val_mse_EHS/{n}"] = result.heldout("val", n)
+        arrays[f"test_mse_EHS/{n}"] = result.heldout("test", n)
         if n in result.pred_EHN:
             arrays[f"pred_EHN/{n}"] = result.pred_EHN[n]
         for k, v in result.grid[n].items():
@@ -232,11 +272,14 @@ def save_result(
         "seed",
         *hparam_columns(result),
         "final_mse",
+        "final_val_mse",
+        "final_test_mse",
         "diverged_at",
         "steps_to_target",
     ]
     atomic_write_bytes(out / "runs.csv", csv_text(result.rows(target), columns).encode())
-    history = csv_text(result.history_rows(), ["optimizer", "grid_index", "seed", "step", "mse"])
+    history_columns = ["optimizer", "grid_index", "seed", "step", "mse", "val_mse", "test_mse"]
+    history = csv_text(result.history_rows(), history_columns)
     atomic_write_bytes(out / "history.csv", history.encode())
     path = out / "results.json"
     atomic_write_bytes(path, dumps(summary(result, framework)).encode())
@@ -277,6 +320,9 @@ def _check_shapes(result: StudyResult) -> None:
         raise ValueError(f"eval_steps {len(result.eval_steps)} do not match the config's {e}")
     for o in cfg.optimizers:
         want = {"mse_EHS": (e, o.grid_size, s), "diverged_at_HS": (o.grid_size, s)}
+        for key in ("val_mse_EHS", "test_mse_EHS"):
+            if o.name in getattr(result, key):
+                want[key] = (e, o.grid_size, s)
         if o.name in result.pred_EHN:
             want["pred_EHN"] = (e, o.grid_size, n)
         for key, shape in want.items():
@@ -291,7 +337,8 @@ def _check_shapes(result: StudyResult) -> None:
 
 
 def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
-    """Reads a directory written by :func:`save_result` (this schema or the previous one); a clear
+    """Reads a directory written by :func:`save_result` (this schema or an older one: without
+    validation and test MSE, which then read NaN); a clear
     ``ResultsError`` for anything missing, foreign or inconsistent. Optimizers need not be
     registered: the saved grid carries every hyperparameter."""
     out = Path(out)
@@ -302,10 +349,11 @@ def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
         if bad:
             raise ValueError(f"arrays {', '.join(bad)} are not numeric")
         grids = doc.get("grid") or {}
-        cfg = study_from_dict(doc["config"], grids if doc["schema"] == SCHEMA else None)
+        old = doc["schema"] == OLD_SCHEMAS[0]  # schema 1 named the steps "eval_steps" and saved no grid
+        cfg = study_from_dict(doc["config"], None if old else grids)
         names = cfg.optimizer_names
         per = lambda prefix: {n: arrays[f"{prefix}/{n}"] for n in names}
-        old = doc["schema"] != SCHEMA  # schema 1 named the steps "eval_steps"
+        held = lambda prefix: {n: arrays[f"{prefix}/{n}"] for n in names if f"{prefix}/{n}" in arrays}
         grid = {o.name: {k: np.asarray(v, np.float64) for k, v in o.grid().items()} for o in cfg.optimizers}
         result = StudyResult(
             config=cfg,
@@ -319,6 +367,8 @@ def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
             y_N=arrays["y_N"],
             timing=doc["timing"],
             versions=doc["versions"],
+            val_mse_EHS=held("val_mse_EHS"),
+            test_mse_EHS=held("test_mse_EHS"),
         )
         _check_shapes(result)
     except (KeyError, TypeError, ConfigError, OSError, ValueError, AttributeError, EOFError) as err:

@@ -43,9 +43,10 @@ NO_VALUES = Interval(math.nan, math.nan, math.nan)
 
 @dataclass(frozen=True)
 class OptimizerSummary:
-    """One optimizer at its best grid point (lowest median final MSE over seeds).
+    """One optimizer at its best grid point: lowest median final MSE over seeds on the metric
+    ``selected_by`` ("validation MSE"; "training MSE" when the study has no validation set).
 
-    ``mean``/``ci_low``/``ci_high``: mean of the finite final MSEs and its bootstrap interval;
+    ``mean``/``ci_low``/``ci_high``: mean of the finite final training MSEs and its bootstrap interval;
     ``t_low``/``t_high``: the Student-t interval of the same mean; ``finite_at_best``: how many
     seeds those use. ``sign_test_min_p``: the smallest p a paired sign test over ``n_seeds``
     seeds can give; :meth:`note` says in words what that means.
@@ -68,6 +69,12 @@ class OptimizerSummary:
     t_high: float = math.nan
     finite_at_best: int = 0
     sign_test_min_p: float = 1.0
+    selected_by: str = "training MSE"
+    val_median: float = math.nan  # final validation MSE, median over seeds (NaN: no validation set)
+    test_median: float = math.nan  # final test MSE at the selected point: the number to report
+    test_mean: float = math.nan
+    test_ci_low: float = math.nan  # bootstrap interval of test_mean
+    test_ci_high: float = math.nan
 
     def note(self, alpha: float = ALPHA) -> str:
         """:func:`seed_note` for this summary's seeds ("" when they are enough)."""
@@ -216,7 +223,8 @@ def equivalence_test(a_S, b_S, margin: float = 1.25, alpha: float = ALPHA) -> Eq
 
 
 def best_index(final_HS: np.ndarray) -> int:
-    """Grid point with the lowest median final MSE over seeds (diverged or NaN = +inf)."""
+    """Grid point with the lowest median final MSE over seeds (diverged or NaN = +inf); pass the
+    validation MSE (:func:`selection_HS`) to select as the study's summaries do."""
     final_HS = np.asarray(final_HS, np.float64)
     return int(np.argmin(np.median(np.where(np.isnan(final_HS), np.inf, final_HS), axis=1)))
 
@@ -228,11 +236,25 @@ def steps_to_target(mse_ES: np.ndarray, eval_steps: np.ndarray, target: float) -
     return np.where(hit_ES.any(axis=0), np.asarray(eval_steps)[first_S], -1)
 
 
+def selection_HS(result: StudyResult, name: str) -> np.ndarray:
+    """The final MSEs that select ``name``'s best grid point: validation MSE, or training MSE when
+    the study has no validation set (:attr:`StudyResult.selected_by`)."""
+    chosen = result.heldout("val", name) if result.selected_by == "validation MSE" else result.mse_EHS[name]
+    return np.asarray(chosen[-1], np.float64)
+
+
+def _median(values) -> float:
+    v = np.asarray(values, np.float64)
+    return float(np.median(np.where(np.isnan(v), np.inf, v))) if not np.all(np.isnan(v)) else math.nan
+
+
 def summarize_optimizer(result: StudyResult, name: str, target: float) -> OptimizerSummary:
     """:class:`OptimizerSummary` of optimizer ``name`` of ``result``."""
     mse_EHS = result.mse_EHS[name]
     final_HS = np.asarray(mse_EHS[-1], np.float64)
-    h = best_index(final_HS)
+    h = best_index(selection_HS(result, name))
+    test_S = np.asarray(result.heldout("test", name)[-1, h], np.float64)
+    test_boot = bootstrap_mean_ci(test_S) if not np.all(np.isnan(test_S)) else NO_VALUES
     boot, t = bootstrap_mean_ci(final_HS[h]), t_mean_ci(final_HS[h])
     steps_S = steps_to_target(mse_EHS[:, h], result.eval_steps, target)
     reached = int(np.sum(steps_S >= 0))
@@ -257,6 +279,12 @@ def summarize_optimizer(result: StudyResult, name: str, target: float) -> Optimi
         t_high=t.high,
         finite_at_best=int(np.isfinite(final_HS[h]).sum()),
         sign_test_min_p=min_sign_test_p(n_seeds),
+        selected_by=result.selected_by,
+        val_median=_median(result.heldout("val", name)[-1, h]),
+        test_median=_median(test_S),
+        test_mean=test_boot.estimate,
+        test_ci_low=test_boot.low,
+        test_ci_high=test_boot.high,
     )
 
 

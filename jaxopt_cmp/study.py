@@ -25,7 +25,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxopt_cmp.budget import check_budget
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig
-from jaxopt_cmp.data import Data, check_user_data
+from jaxopt_cmp.data import Data, check_user_data, split_user_data
 from jaxopt_cmp.distributed import check_same_on_every_process, shard_seeds, to_host
 from jaxopt_cmp.io import versions
 from jaxopt_cmp.lanes import LanePlan, lane_fns, pick, plan_lanes
@@ -42,6 +42,8 @@ class StudyOutput(NamedTuple):
     diverged_at_HS: dict[str, np.ndarray]
     params_HS: dict[str, object]
     pred_EHN: dict[str, np.ndarray] | None
+    val_EHS: dict[str, np.ndarray]
+    test_EHS: dict[str, np.ndarray]
 
 
 def seed_keys(seed: int, n_seeds: int) -> jax.Array:
@@ -90,22 +92,25 @@ def seed_mesh(n_seeds: int, groups: int) -> Mesh | None:
 
 def layouts(mesh: Mesh | None, carry_eval):
     """Shardings for ``(Carry, Evaluation)``: K (the seeds within a group) split over the mesh,
-    seed 0's predictions replicated; None on one device."""
+    seed 0's predictions and the test set (no seed axis) replicated; None on one device."""
     if mesh is None:
         return None
     split = lambda axis: NamedSharding(mesh, PartitionSpec(*([None] * axis), "seeds"))
+    every = lambda tree, sharding: jax.tree_util.tree_map(lambda _: sharding, tree)
     carry, ev = carry_eval
     return (
         Carry(
-            jax.tree_util.tree_map(lambda _: split(2), carry.runs),
-            jax.tree_util.tree_map(lambda _: split(1), carry.data),
+            every(carry.runs, split(2)),
+            every(carry.data, split(1)),
             split(1),
+            every(carry.val, split(1)),
+            every(carry.test, NamedSharding(mesh, PartitionSpec())),
         ),
         Evaluation(
-            jax.tree_util.tree_map(lambda _: split(2), ev.mse_JHK),
-            None
-            if ev.pred_HN is None
-            else jax.tree_util.tree_map(lambda _: NamedSharding(mesh, PartitionSpec()), ev.pred_HN),
+            every(ev.mse_JHK, split(2)),
+            None if ev.pred_HN is None else every(ev.pred_HN, NamedSharding(mesh, PartitionSpec())),
+            every(ev.val_JHK, split(2)),
+            every(ev.test_JHK, split(2)),
         ),
     )
 
@@ -191,11 +196,14 @@ _COMPILED: dict[tuple, dict] = {}
 
 
 def _data_args(cfg: StudyConfig, data: Data | None) -> tuple:
-    """``()`` or ``(data,)`` in the run dtype: the optional last argument of ``init``."""
+    """``()`` or ``(train, val, test)`` in the run dtype, user data split by
+    :func:`jaxopt_cmp.data.split_user_data` (val and test may be None): the optional last
+    arguments of ``init``."""
     if data is None:
         return ()
     dtype = cfg.train.dtype
-    return (Data(jnp.asarray(np.asarray(data.x), dtype), jnp.asarray(np.asarray(data.y), dtype)),)
+    cast = lambda d: None if d is None else Data(*(jnp.asarray(a, dtype) for a in d))
+    return tuple(cast(d) for d in split_user_data(Data(np.asarray(data.x), np.asarray(data.y)), cfg.data, cfg.seed))
 
 
 def call_interruptibly(fn, *args, poll_s: float = 0.05):
@@ -367,14 +375,18 @@ def collect(cfg: StudyConfig, carry: Carry, evals: list[Evaluation], unravel, pl
     carry, evals = to_host((carry._replace(batch_key=None), evals))  # keys are not host data
     if plan is not None:
         carry, evals = pick(plan, carry, evals)
-    mse_EJHK = {n: np.stack([ev.mse_JHK[n] for ev in evals]) for n in names}
+    per_eval = lambda field: {  # (E, J, H, K) -> (E, H, S)
+        n: ungroup(np.moveaxis(np.stack([getattr(ev, field)[n] for ev in evals]), 1, 0), 3) for n in names
+    }
     params = {n: unravel(ungroup(carry.runs[n].params, 2)) for n in names}
     pred = {n: np.stack([ev.pred_HN[n] for ev in evals]) for n in names} if cfg.record_predictions else None
     out = StudyOutput(
-        {n: ungroup(np.moveaxis(m, 1, 0), 3) for n, m in mse_EJHK.items()},
+        per_eval("mse_JHK"),
         {n: ungroup(carry.runs[n].diverged_at, 2) for n in names},
         params,
         pred,
+        per_eval("val_JHK"),
+        per_eval("test_JHK"),
     )
     return out, carry
 
@@ -386,6 +398,8 @@ def to_result(cfg: StudyConfig, carry: Carry, evals, grid, timing, unravel, plan
         eval_steps=np.asarray(cfg.train.eval_steps),
         grid={o.name: {k: np.asarray(v, np.float64) for k, v in o.grid().items()} for o in cfg.optimizers},
         mse_EHS=out.mse_EHS,
+        val_mse_EHS=out.val_EHS,
+        test_mse_EHS=out.test_EHS,
         diverged_at_HS=out.diverged_at_HS,
         params_HS=out.params_HS,
         pred_EHN=out.pred_EHN or {},

@@ -8,7 +8,8 @@ same step. The study is two pure functions, each jitted once by the caller:
 - ``init(keys_JK, hparams, data) -> (Carry, Evaluation)``: data, initial weights and optimizer
   states of every run, and the evaluation at step 0;
 - ``chunk(carry, t0, length) -> (Carry, Evaluation)``: ``length`` steps from step ``t0``, then the
-  full-data evaluation (batches drawn a bounded number of steps at a time).
+  full-data evaluation (batches drawn a bounded number of steps at a time): training MSE, and
+  MSE on the validation and test sets (:mod:`jaxopt_cmp.data`).
 
 The caller loops over the evaluation interval in Python (:mod:`jaxopt_cmp.study`): progress is
 reported between chunks, so the compiled program has no host callback (JAX's persistent
@@ -38,7 +39,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxopt_cmp.config import StudyConfig
-from jaxopt_cmp.data import Data, batch_indices, make_data
+from jaxopt_cmp.data import Data, batch_indices, make_data, make_test, make_val
 from jaxopt_cmp.model import Params, init_params, make_model, mse
 from jaxopt_cmp.optimizers import make_optimizer
 
@@ -52,45 +53,56 @@ class RunState(NamedTuple):
 
 
 class SeedInputs(NamedTuple):
-    """What one seed fixes for every optimizer and grid point: data, initial weights, batches."""
+    """What one seed fixes for every optimizer and grid point: data, initial weights, batches,
+    and its validation set (None: user data without one)."""
 
     data: Data
     params: Params
     batch_key: jax.Array
+    val: Data | None = None
 
 
 class Carry(NamedTuple):
-    """The loop state of a whole study: runs per optimizer name (axes J, H, K) and the seeds'
-    data and batch keys (axes J, K)."""
+    """The loop state of a whole study: runs per optimizer name (axes J, H, K), the seeds' data,
+    batch keys and validation sets (axes J, K), and the test set (no seed axis; None: user data
+    without held-out rows, as ``val``)."""
 
     runs: dict[str, RunState]
     data: Data
     batch_key: jax.Array
+    val: Data | None = None
+    test: Data | None = None
 
 
 class Evaluation(NamedTuple):
-    """Full-data MSE per optimizer ``(J, H, K)``; seed 0's predictions ``(H, N)`` or None."""
+    """Full-data (training) MSE per optimizer ``(J, H, K)``; seed 0's predictions ``(H, N)`` or
+    None; validation and test MSE ``(J, H, K)`` (NaN without a held-out set)."""
 
     mse_JHK: dict[str, jax.Array]
     pred_HN: dict[str, jax.Array] | None
+    val_JHK: dict[str, jax.Array]
+    test_JHK: dict[str, jax.Array]
 
 
 def dtype_of(cfg: StudyConfig):
     return jnp.dtype(cfg.train.dtype)
 
 
-def seed_inputs(key: jax.Array, cfg: StudyConfig, data: Data | None = None) -> SeedInputs:
-    """Splits a seed's key into data, init and batch keys (one purpose each).
+def seed_inputs(key: jax.Array, cfg: StudyConfig, data: Data | None = None, val: Data | None = None) -> SeedInputs:
+    """Splits a seed's key into data, init and batch keys (one purpose each); the validation set
+    has a key of its own, ``fold_in(key, VAL_STREAM)``, so the split is the same as without one.
 
-    With user-supplied ``data`` every seed fits it; the seed still sets init and batches.
+    With user-supplied ``data`` every seed fits it (and is scored on ``val``, which may be None);
+    the seed still sets init and batches.
     """
     key_data, key_init, key_batch = jax.random.split(key, 3)
     dtype = dtype_of(cfg)
+    cast = lambda d: None if d is None else Data(jnp.asarray(d.x, dtype), jnp.asarray(d.y, dtype))
     if data is None:
-        data = make_data(key_data, cfg.data, dtype)
+        data, val = make_data(key_data, cfg.data, dtype), make_val(key, cfg.data, dtype)
     else:
-        data = Data(jnp.asarray(data.x, dtype), jnp.asarray(data.y, dtype))
-    return SeedInputs(data, init_params(key_init, cfg.model, dtype), key_batch)
+        data, val = cast(data), cast(val)
+    return SeedInputs(data, init_params(key_init, cfg.model, dtype), key_batch, val)
 
 
 def make_step(apply_fn: Callable, tx: optax.GradientTransformation):
@@ -174,16 +186,24 @@ def make_study_fns(cfg: StudyConfig):
 
         return jax.vmap(jax.vmap(one, (None, 0)), (0, None))(hp_H, params_K)
 
-    def evaluate_group(runs, data_K, with_pred, names):
-        def one(state, x, y):
+    def evaluate_group(runs, data_K, val_K, test, with_pred, names):
+        def score(state, x, y):
             pred = apply_flat({"params": state.params}, x)
             loss = mse(pred, y)
             # A diverged run (or one whose full-data loss overflows) scores +inf, never NaN.
             return jnp.where((state.diverged_at < 0) & jnp.isfinite(loss), loss, jnp.inf), pred[:, 0]
 
+        nan = jnp.full((), jnp.nan, dtype_of(cfg))  # no held-out set (user data without one)
+
+        def one(state, x, y, val):
+            loss, pred = score(state, x, y)
+            val_loss = nan if val is None else score(state, val.x, val.y)[0]
+            test_loss = nan if test is None else score(state, test.x, test.y)[0]
+            return loss, pred, val_loss, test_loss
+
         def grid_point(states_K):
-            mse_K, pred_KN = jax.vmap(one)(states_K, data_K.x, data_K.y)
-            return mse_K, (pred_KN[0] if with_pred else None)  # seed 0's predictions only
+            mse_K, pred_KN, val_K_, test_K = jax.vmap(one)(states_K, data_K.x, data_K.y, val_K)
+            return mse_K, (pred_KN[0] if with_pred else None), val_K_, test_K  # seed 0's predictions only
 
         # One grid point at a time (lax.map), seeds vmapped: the full-data activations of every
         # run at once (H x S x N x width floats) would dominate a study's memory.
@@ -191,11 +211,11 @@ def make_study_fns(cfg: StudyConfig):
 
     def evaluate(carry: Carry, names=names) -> Evaluation:
         record = cfg.record_predictions
-        group = lambda c: evaluate_group(c[0], c[1], record, names)
-        per_group = jax.lax.map(group, (carry.runs, carry.data))
-        mse_JHK = {n: m for n, (m, _) in per_group.items()}
-        pred = {n: p[0] for n, (_, p) in per_group.items()} if record else None  # group 0: seed 0
-        return Evaluation(mse_JHK, pred)
+        group = lambda c: evaluate_group(c[0], c[1], c[2], carry.test, record, names)
+        per_group = jax.lax.map(group, (carry.runs, carry.data, carry.val))
+        pick = lambda i: {n: out[i] for n, out in per_group.items()}
+        pred = {n: p[0] for n, p in pick(1).items()} if record else None  # group 0: seed 0
+        return Evaluation(pick(0), pred, pick(2), pick(3))
 
     draw = steps_per_draw(cfg.train.eval_every)
 
@@ -218,11 +238,17 @@ def make_study_fns(cfg: StudyConfig):
 
         return jax.lax.scan(body, runs_HK, (x_CKB, y_CKB, t_C))[0]
 
-    def init(keys_JK, hparams, data: Data | None = None) -> tuple[Carry, Evaluation]:
-        seeds = jax.vmap(jax.vmap(lambda k: seed_inputs(k, cfg, data)))(keys_JK)
+    def init(keys_JK, hparams, data: Data | None = None, val=None, test=None) -> tuple[Carry, Evaluation]:
+        """``data``: user data's training rows, ``val``/``test`` its held-out rows (or None)."""
+        seeds = jax.vmap(jax.vmap(lambda k: seed_inputs(k, cfg, data, val)))(keys_JK)
         per_group = lambda f: jax.vmap(f)  # over J
         runs = {n: per_group(lambda p, n=n: init_runs(n, hparams[n], p))(seeds.params) for n in names}
-        carry = Carry(runs, seeds.data, seeds.batch_key)
+        dtype = dtype_of(cfg)
+        if data is None:
+            test = make_test(cfg.data, dtype)
+        elif test is not None:
+            test = Data(jnp.asarray(test.x, dtype), jnp.asarray(test.y, dtype))
+        carry = Carry(runs, seeds.data, seeds.batch_key, seeds.val, test)
         return carry, evaluate(carry)
 
     def chunk(carry: Carry, t0, length, names=names) -> tuple[Carry, Evaluation]:

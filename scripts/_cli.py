@@ -30,6 +30,10 @@ TRAINING_FLAGS = (
     "n_data",
     "target",
     "data",
+    "n_val",
+    "n_test",
+    "val_fraction",
+    "test_fraction",
     "seed",
     "seeds",
     "eval_every",
@@ -104,6 +108,27 @@ def add_common_args(p: Parser, optimizers: str) -> None:
     p.add_argument(
         "--data", default=None, help="fit your own data: .npz with arrays x, y or a 2-column .csv/.txt (sets --n-data)"
     )
+    p.add_argument(
+        "--n-val", type=int, default=2000, help="validation points, drawn like the data (default: %(default)s)"
+    )
+    p.add_argument(
+        "--n-test",
+        type=int,
+        default=2000,
+        help="test points: noise-free target on an even grid of [x_low, x_high] (default: %(default)s)",
+    )
+    p.add_argument(
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="with --data: share of the rows held out for validation, seeded by --seed (default: %(default)s)",
+    )
+    p.add_argument(
+        "--test-fraction",
+        type=float,
+        default=0.0,
+        help="with --data: share of the rows held out for test (default: %(default)s)",
+    )
     p.add_argument("--seed", type=int, default=0, help="root random seed, 0..2^32-1 (default: %(default)s)")
     p.add_argument(
         "--eval-every", type=int, default=500, help="full-data MSE every N iterations (default: %(default)s)"
@@ -147,14 +172,16 @@ def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_pr
     from jaxopt_cmp.data import load_data_file
 
     names = parse_list("optimizers", args.optimizers)
+    heldout = heldout_settings(args)
     data = load_data_file(args.data, args.dtype) if args.data else None
     from jaxopt_cmp.config import OptimizerConfig
 
     cfg = seed_study(
         optimizers=tuple(OptimizerConfig.make(n, **optimizer_hparams.get(n, {})) for n in names),
         target=args.target,
-        n_data=args.n_data if data is None else len(data.x),
+        n_data=args.n_data if data is None else user_train_rows(len(data.x), heldout, args.batch_size),
         source=args.data or "",
+        **heldout,
         hidden=parse_list("hidden", args.hidden, int),
         xdim=1 if data is None else data.x.shape[1],
         iters=args.iters,
@@ -166,6 +193,43 @@ def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_pr
         record_predictions=record_predictions,
     )
     return cfg, data
+
+
+def heldout_settings(args) -> dict:
+    """The held-out flags as DataConfig settings (checked): ``--n-val``/``--n-test`` size generated
+    data's sets, ``--val-fraction``/``--test-fraction`` split ``--data``'s rows; a flag that does
+    not apply to the data at hand is refused rather than ignored."""
+    from jaxopt_cmp.config import DataConfig
+
+    settings = {k: getattr(args, k) for k in ("n_val", "n_test", "val_fraction", "test_fraction")}
+    DataConfig(**settings)  # one line for a bad value, before anything is loaded
+    default = DataConfig()
+    misplaced = ("n_val", "n_test") if args.data else ("val_fraction", "test_fraction")
+    for k in misplaced:
+        if settings[k] != getattr(default, k):
+            allowed = (
+                "applies to generated data; with --data use --val-fraction/--test-fraction"
+                if args.data
+                else "applies to --data only; generated data uses --n-val/--n-test"
+            )
+            raise ConfigError(k, settings[k], allowed)
+    return settings
+
+
+def user_train_rows(rows: int, heldout: dict, batch_size: int) -> int:
+    """Rows of ``--data`` left to train on after the held-out fractions; at least one batch."""
+    from jaxopt_cmp.config import DataConfig
+    from jaxopt_cmp.data import heldout_rows
+
+    train, val, test = heldout_rows(rows, DataConfig(**heldout))
+    if (val or test) and train < batch_size:
+        raise ConfigError(
+            "val_fraction",
+            heldout["val_fraction"],
+            f"expected fractions leaving at least --batch-size={batch_size} of the {rows} rows to train on "
+            f"({val} validation and {test} test rows leave {train})",
+        )
+    return train
 
 
 def max_bytes(args) -> float | None:

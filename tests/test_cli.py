@@ -195,6 +195,8 @@ BAD = {
     "--batch-size": bad_ints,
     "--eval-every": bad_ints,
     "--n-data": bad_ints,
+    "--n-val": bad_ints,
+    "--n-test": bad_ints,
     "--seeds": bad_ints,
     "--lr": bad_floats,
     "--hidden": bad_hidden,

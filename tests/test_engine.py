@@ -150,7 +150,8 @@ def test_data_matches_seed_recipe():
 
 
 def test_sharded_and_laned_equal_single_device(tmp_path):
-    """Several simulated CPU devices give the results of one device, both ways of using them: 2
+    """Several simulated CPU devices give the results of one device (training, validation and
+    test MSE, predictions, parameters), both ways of using them: 2
     seeds split over 2 devices, and 1 seed with the optimizers in lanes (2 devices: sgd and adam
     on one, momentum on the other; a bigger grid gets a lane of its own; 3 devices: one each)."""
     code = textwrap.dedent(
@@ -176,6 +177,7 @@ def test_sharded_and_laned_equal_single_device(tmp_path):
                 out[tag + "-refused"] = "copies, one per lane" in str(err)
             out[tag + "-lanes"] = None if prepared.plan is None else [list(l) for l in prepared.plan.lanes]
             out[tag] = {n: {"mse": res.mse_EHS[n].tolist(), "pred": res.pred_EHN[n].tolist(),
+                            "val": res.val_mse_EHS[n].tolist(), "test": res.test_mse_EHS[n].tolist(),
                             "params": [np.asarray(p).tolist() for p in jax.tree_util.tree_leaves(res.params_HS[n])]}
                         for n in res.mse_EHS}
         json.dump(out, open(sys.argv[1], "w"))
@@ -204,7 +206,7 @@ def test_sharded_and_laned_equal_single_device(tmp_path):
     for n in (2, 3):
         for tag in lanes[n]:
             for name, want in outs[1][tag].items():
-                for what in ("mse", "pred", "params"):
+                for what in ("mse", "val", "test", "pred", "params"):
                     got = outs[n][tag][name][what]
                     for g, w in zip(got, want[what]) if what == "params" else [(got, want[what])]:
                         # Another per-device batch may pick other float32 kernels: a few ulps of

@@ -4,8 +4,8 @@
 masks, evaluation chunks, seed groups, user data) and ``torch_ref.train.run_study`` fed the very
 same problem: each seed's data, initial weights and every step's batch indices come from the
 engine's own functions (``seed_keys`` -> ``seed_inputs`` -> ``batch_indices``). In float64 the two
-must agree to rounding: final parameters, every recorded full-data MSE, seed 0's predictions and
-the step at which a run diverged. The index stream itself is shared by both sides, so its
+must agree to rounding: final parameters, every recorded full-data, validation and test MSE, seed
+0's predictions and the step at which a run diverged. The index stream itself is shared by both sides, so its
 distribution is checked on its own.
 """
 
@@ -18,7 +18,7 @@ import scipy.stats
 
 from jaxopt_cmp import study as jstudy
 from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig
-from jaxopt_cmp.data import Data, batch_indices
+from jaxopt_cmp.data import Data, batch_indices, make_test, split_user_data
 from jaxopt_cmp.optimizers import OPTIMIZERS
 from jaxopt_cmp.train import seed_inputs
 from torch_ref.parity import MLP_HPARAMS, host, precision
@@ -64,10 +64,16 @@ def jax_feeds(cfg: StudyConfig, data: Data | None = None) -> list[SeedFeed]:
     Eager, not jitted: jax.random's internal programs are then compiled once per shape for every
     study of the file (a jitted version cost 3-5 s of compiling per study)."""
     feeds = []
+    pair = lambda d: None if d is None else (np.asarray(d.x), np.asarray(d.y))
+    if data is None:
+        train, val, test = None, None, make_test(cfg.data, jnp.float64)
+    else:
+        train, val, test = split_user_data(data, cfg.data, cfg.seed)
     for key in jstudy.seed_keys(cfg.seed, cfg.seeds):
-        seed = seed_inputs(key, cfg, data)
+        seed = seed_inputs(key, cfg, train, val)
         idx_TB = batch_indices(seed.batch_key, jnp.arange(cfg.train.iters), cfg.data.n_data, cfg.train.batch_size)
-        feeds.append(SeedFeed(np.asarray(seed.data.x), np.asarray(seed.data.y), host(seed.params), np.asarray(idx_TB)))
+        x, y = pair(seed.data)
+        feeds.append(SeedFeed(x, y, host(seed.params), np.asarray(idx_TB), pair(seed.val), pair(test)))
     return feeds
 
 
@@ -108,9 +114,17 @@ def deviations(engine, torch_result) -> dict[str, dict[str, float]]:
                 strict=True,
             )
         ]
+        held = {}
+        for kind in ("val", "test"):  # recorded at the same steps; +inf exactly where training's is
+            got, want = engine.heldout(kind, name), torch_result.heldout(kind, name)
+            assert not np.any(np.isnan(got)) and not np.any(np.isnan(want)), (name, kind)
+            np.testing.assert_array_equal(np.isposinf(got), np.isposinf(mse), err_msg=f"{name} {kind}")
+            np.testing.assert_array_equal(np.isposinf(want), np.isposinf(mse), err_msg=f"{name} {kind}")
+            held[kind] = float(np.max(np.abs(got[finite] / want[finite] - 1), initial=0.0))
         out[name] = {
             "params": max(params),
             "mse": float(np.max(np.abs(mse[finite] / ref[finite] - 1), initial=0.0)),
+            **held,
             "pred": rel_err(engine.pred_EHN[name], torch_result.pred_EHN[name], 1) if engine.pred_EHN else 0.0,
         }
     return out
@@ -134,7 +148,7 @@ def assert_parity(engine, torch_result, feeds: list[SeedFeed]) -> dict[str, dict
 def test_engine_matches_torch_ref_for_every_optimizer():
     cfg = StudyConfig(
         optimizers=tuple(two_point_grid(n) for n in OPTIMIZERS),
-        data=DataConfig(n_data=N_DATA),
+        data=DataConfig(n_data=N_DATA, n_val=100, n_test=50),
         model=ModelConfig(hidden=(8,)),
         train=TRAIN,
         seeds=2,
@@ -174,20 +188,23 @@ def test_seed_groups_user_data_and_divergence_match_torch_ref(monkeypatch):
     - lr 1e-3: stays finite, as do both of Adam's grid points.
     """
     monkeypatch.setattr(jstudy, "SEEDS_PER_DEVICE_GROUP", 2)
-    data = user_data(N_DATA, offset=100.0)
+    # 320 rows: 40 (12.5%) held out for validation and 24 (7.5%) for test leave N_DATA to train.
+    data = user_data(320, offset=100.0)
     cfg = StudyConfig(
         optimizers=(OptimizerConfig.make("sgd", lr=[1e307, 1e10, 1e-3]), OptimizerConfig.make("adam", lr=[0.1, 0.03])),
-        data=DataConfig(n_data=N_DATA, source="user"),
+        data=DataConfig(n_data=N_DATA, source="user", val_fraction=0.125, test_fraction=0.075),
         model=ModelConfig(xdim=2, hidden=(8, 8)),
         train=TRAIN,
         seeds=6,
     )
     assert jstudy.seed_groups(cfg.seeds) == 3
     engine, torch_result, feeds = run_both(cfg, data)
+    train = split_user_data(data, cfg.data, cfg.seed)[0]
+    assert train.x.shape == (N_DATA, 2) and feeds[0].val[0].shape == (40, 2) and feeds[0].test[0].shape == (24, 2)
     for feed in feeds:
-        np.testing.assert_array_equal(feed.x, data.x)
-    np.testing.assert_array_equal(engine.x_N, data.x[:, 0])
-    np.testing.assert_array_equal(engine.y_N, data.y[:, 0])
+        np.testing.assert_array_equal(feed.x, train.x)
+    np.testing.assert_array_equal(engine.x_N, train.x[:, 0])
+    np.testing.assert_array_equal(engine.y_N, train.y[:, 0])
     assert_parity(engine, torch_result, feeds)
     diverged = engine.diverged_at_HS["sgd"]
     assert np.all(diverged[0] == 0) and np.all(diverged[1] > 0) and np.all(diverged[2] == -1), diverged

@@ -23,12 +23,12 @@ import torch
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.results import StudyResult
 from torch_ref.convert import params_from_torch, params_to_torch
-from torch_ref.data import batch_indices, make_data
+from torch_ref.data import batch_indices, make_data, make_test
 from torch_ref.model import MLP, make_model, mse
 from torch_ref.optimizers import make_optimizer
 
 # Stream ids of a seed's generators, one per purpose like the JAX side's key split.
-DATA, INIT, BATCH = range(3)
+DATA, INIT, BATCH, VAL = range(4)
 
 
 def train_step(model: MLP, optimizer: torch.optim.Optimizer, x: torch.Tensor, y: torch.Tensor) -> float:
@@ -77,13 +77,16 @@ class _Run:
 
 class SeedFeed(NamedTuple):
     """One seed's inputs given from outside: data ``x (N, xdim)``, ``y (N, 1)``, Flax-layout
-    initial ``params`` (numpy), and ``idx_TB``, the minibatch indices of every step. Arrays must
+    initial ``params`` (numpy), and ``idx_TB``, the minibatch indices of every step; ``val`` and
+    ``test``: the held-out sets ``(x, y)`` to score on (None: that MSE is NaN). Arrays must
     already be in the study's dtype (refused otherwise: a silent cast would hide the precision)."""
 
     x: np.ndarray
     y: np.ndarray
     params: dict
     idx_TB: np.ndarray
+    val: tuple[np.ndarray, np.ndarray] | None = None
+    test: tuple[np.ndarray, np.ndarray] | None = None
 
 
 @dataclass
@@ -92,6 +95,8 @@ class _Seed:
     y: torch.Tensor
     batches: Callable[[int], torch.Tensor]  # step t -> that step's minibatch indices
     runs: dict[str, list[_Run]]
+    val: tuple[torch.Tensor, torch.Tensor] | None = None
+    test: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def _guarded_step(run: _Run, x: torch.Tensor, y: torch.Tensor, t: int) -> None:
@@ -145,10 +150,15 @@ def _fed_inputs(cfg: StudyConfig, feed: SeedFeed, dtype: torch.dtype):
         raise ValueError(f"SeedFeed.idx_TB: {idx.shape} {idx.dtype}; expected integers (iters, batch_size)")
     if idx.size and not 0 <= idx.min() <= idx.max() < cfg.data.n_data:
         raise ValueError(f"SeedFeed.idx_TB: indices outside [0, {cfg.data.n_data})")
+    for name in ("val", "test"):
+        held = getattr(feed, name)
+        if held is not None and any(np.asarray(a).dtype != np_dtype or np.ndim(a) != 2 for a in held):
+            raise ValueError(f"SeedFeed.{name}: expected (x, y), each 2-D {np_dtype}")
     init = params_to_torch(feed.params, make_model(cfg.model, dtype))
     x, y = (torch.from_numpy(np.array(a)) for a in (feed.x, feed.y))  # copies
     idx_TB = torch.from_numpy(idx.astype(np.int64))
-    return x, y, init, lambda t: idx_TB[t]
+    held = lambda pair: None if pair is None else tuple(torch.from_numpy(np.array(a)) for a in pair)
+    return x, y, init, lambda t: idx_TB[t], held(feed.val), held(feed.test)
 
 
 def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype, feed: SeedFeed | None = None) -> _Seed:
@@ -156,8 +166,10 @@ def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype, feed: SeedFeed 
         x, y = make_data(seed_generator(cfg.seed, index, DATA), cfg.data, dtype)
         init = initial_model(cfg, index)
         batches = _DrawnBatches(seed_generator(cfg.seed, index, BATCH), cfg.data.n_data, cfg.train.batch_size)
+        val = make_data(seed_generator(cfg.seed, index, VAL), cfg.data, dtype, cfg.data.n_val)
+        test = make_test(cfg.data, dtype)
     else:
-        x, y, init, batches = _fed_inputs(cfg, feed, dtype)
+        x, y, init, batches, val, test = _fed_inputs(cfg, feed, dtype)
     runs = {}
     for opt in cfg.optimizers:
         grid = opt.grid()
@@ -167,7 +179,7 @@ def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype, feed: SeedFeed 
             model.load_state_dict(init.state_dict())
             hp = {k: v[h] for k, v in grid.items()}
             runs[opt.name].append(_Run(model, make_optimizer(opt.name, model.parameters(), **hp)))
-    return _Seed(x, y, batches, runs)
+    return _Seed(x, y, batches, runs, val, test)
 
 
 def _stack_params(tree_HS: list[list[dict]]) -> dict:
@@ -188,29 +200,37 @@ def versions() -> dict[str, str]:
     }
 
 
-def _evaluate(seeds: list[_Seed], e: int, mse_EHS: dict, pred_EHN: dict | None) -> None:
-    """Full-data MSE of every run (and seed 0's predictions, if recorded) into row ``e``.
+def _evaluate(seeds: list[_Seed], e: int, scores: dict, pred_EHN: dict | None) -> None:
+    """Training (full-data), validation and test MSE of every run into row ``e`` of
+    ``scores["mse" | "val" | "test"][name]`` (and seed 0's predictions, if recorded).
 
-    As in the JAX engine, a diverged run, or one whose full-data loss overflows, scores +inf
-    (never NaN).
+    As in the JAX engine, a diverged run, or one whose loss overflows, scores +inf (never NaN);
+    a seed without a held-out set scores NaN on it.
     """
+
+    def score(run: _Run, data):
+        if data is None:
+            return math.nan, None
+        pred = run.model(data[0])
+        loss = mse(pred, data[1]).item()
+        return (loss if run.diverged_at < 0 and math.isfinite(loss) else math.inf), pred
+
     with torch.no_grad():
         for s, seed in enumerate(seeds):
             for name, runs in seed.runs.items():
                 for h, run in enumerate(runs):
-                    pred = run.model(seed.x)
-                    loss = mse(pred, seed.y).item()
-                    ok = run.diverged_at < 0 and math.isfinite(loss)
-                    mse_EHS[name][e, h, s] = loss if ok else math.inf
+                    scores["mse"][name][e, h, s], pred = score(run, (seed.x, seed.y))
+                    scores["val"][name][e, h, s] = score(run, seed.val)[0]
+                    scores["test"][name][e, h, s] = score(run, seed.test)[0]
                     if pred_EHN is not None and s == 0:
                         pred_EHN[name][e, h] = pred[:, 0].numpy()
 
 
-def _train(cfg: StudyConfig, seeds: list[_Seed], mse_EHS, pred_EHN, progress) -> dict:
+def _train(cfg: StudyConfig, seeds: list[_Seed], scores, pred_EHN, progress) -> dict:
     """All runs advance together, step by step; returns the seconds spent per optimizer."""
     eval_steps = cfg.train.eval_steps
     step_s = dict.fromkeys(cfg.optimizer_names, 0.0)  # eager, so each share can be timed
-    _evaluate(seeds, 0, mse_EHS, pred_EHN)
+    _evaluate(seeds, 0, scores, pred_EHN)
     for t in range(cfg.train.iters):
         for seed in seeds:
             idx = seed.batches(t)
@@ -221,7 +241,7 @@ def _train(cfg: StudyConfig, seeds: list[_Seed], mse_EHS, pred_EHN, progress) ->
                     _guarded_step(run, x, y, t)
                 step_s[name] += time.perf_counter() - tic
         if t + 1 in eval_steps:
-            _evaluate(seeds, eval_steps.index(t + 1), mse_EHS, pred_EHN)
+            _evaluate(seeds, eval_steps.index(t + 1), scores, pred_EHN)
             if progress is not None:
                 progress(t + 1)
     return step_s
@@ -234,7 +254,7 @@ def run_study(
 ) -> StudyResult:
     """Every (optimizer, grid point, seed) of ``cfg``, eagerly; same schema as the JAX engine.
 
-    Seed ``i`` draws its data, initial weights and batches from generators derived from
+    Seed ``i`` draws its data, validation set, initial weights and batches from generators derived from
     ``(cfg.seed, i)``: the two frameworks' random streams differ, so results agree in
     distribution, not value. With ``feeds`` (one :class:`SeedFeed` per seed) seed ``i`` trains
     ``feeds[i]``'s data from its weights on its batches instead: given the JAX engine's, the two
@@ -248,7 +268,7 @@ def run_study(
     if feeds is not None and len(feeds) != S:
         raise ValueError(f"feeds: {len(feeds)} given; expected one per seed ({S})")
     sizes = {o.name: o.grid_size for o in cfg.optimizers}
-    mse_EHS = {n: np.zeros((E, h, S), np_dtype) for n, h in sizes.items()}
+    scores = {kind: {n: np.zeros((E, h, S), np_dtype) for n, h in sizes.items()} for kind in ("mse", "val", "test")}
     pred_EHN = None  # seed 0's predictions only, as the JAX engine keeps them
     if cfg.record_predictions:
         pred_EHN = {n: np.zeros((E, h, N), np_dtype) for n, h in sizes.items()}
@@ -256,7 +276,7 @@ def run_study(
     with single_threaded():
         start = time.perf_counter()
         seeds = [_make_seed(cfg, i, dtype, None if feeds is None else feeds[i]) for i in range(S)]
-        step_s = _train(cfg, seeds, mse_EHS, pred_EHN, progress)
+        step_s = _train(cfg, seeds, scores, pred_EHN, progress)
         train_s = time.perf_counter() - start
 
     names = cfg.optimizer_names
@@ -266,7 +286,9 @@ def run_study(
         eval_steps=np.asarray(cfg.train.eval_steps),
         # Hyperparameters at the user's exact values (float64) whatever the run's dtype, as the engine.
         grid={o.name: {k: np.asarray(v, np.float64) for k, v in o.grid().items()} for o in cfg.optimizers},
-        mse_EHS=mse_EHS,
+        mse_EHS=scores["mse"],
+        val_mse_EHS=scores["val"],
+        test_mse_EHS=scores["test"],
         diverged_at_HS={n: np.array([[r.diverged_at for r in row] for row in runs_HS[n]], np.int32) for n in names},
         params_HS={n: _stack_params([[params_from_torch(r.model) for r in row] for row in runs_HS[n]]) for n in names},
         pred_EHN=pred_EHN or {},
