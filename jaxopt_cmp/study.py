@@ -59,7 +59,8 @@ def grid_arrays(cfg: StudyConfig) -> dict[str, dict[str, np.ndarray]]:
     """Every optimizer's grid, per hyperparameter an ``(H,)`` array in the run dtype (numpy: the
     compiled programs take them as they are)."""
     dtype = np.dtype(cfg.train.dtype)
-    return {o.name: {k: np.asarray(v, dtype) for k, v in o.grid().items()} for o in cfg.optimizers}
+    iters = lambda o: {} if o.schedule == "constant" else {"iters": np.full(o.grid_size, cfg.train.iters, dtype)}
+    return {o.name: {k: np.asarray(v, dtype) for k, v in {**o.grid(), **iters(o)}.items()} for o in cfg.optimizers}
 
 
 SEEDS_PER_DEVICE_GROUP = 16
@@ -157,7 +158,7 @@ def _warn_if_one_core(cfg: StudyConfig) -> None:
 
 def _shape_key(cfg: StudyConfig, with_data: bool, plan: LanePlan | None) -> tuple:
     """The part of a config the compiled program depends on (values like lr, seed, iters: not)."""
-    optimizers = tuple((o.name, tuple(sorted(o.grid())), o.grid_size) for o in cfg.optimizers)
+    optimizers = tuple((o.name, o.schedule, tuple(sorted(o.grid())), o.grid_size) for o in cfg.optimizers)
     train = (cfg.train.batch_size, cfg.train.dtype, steps_per_draw(cfg.train.eval_every))
     return (
         optimizers,
