@@ -109,6 +109,7 @@ class StudyResult:
         """One dict per run (optimizer x grid point x seed): the ``runs.csv`` rows."""
         target = default_target(self.config) if target is None else target
         hp_names = hparam_columns(self)
+        schedule = {o.name: getattr(o, "schedule", "constant") for o in self.config.optimizers}
         for name, mse_EHS in self.mse_EHS.items():
             div_HS = self.diverged_at_HS[name]
             for h in range(mse_EHS.shape[1]):
@@ -119,6 +120,7 @@ class StudyResult:
                         "optimizer": name,
                         "grid_index": h,
                         "seed": s,
+                        "schedule": schedule.get(name, "constant"),
                         **hp,
                         "final_mse": float(mse_EHS[-1, h, s]),
                         "diverged_at": int(div_HS[h, s]) if div_HS[h, s] >= 0 else None,
