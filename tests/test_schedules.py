@@ -156,6 +156,9 @@ def test_new_warmup_and_iters_do_not_recompile():
     again = jstudy.run_study(tiny(OptimizerConfig.make("sgd", lr=0.1, schedule="cosine", warmup=4), iters=8))
     assert again.timing["compile_s"] == 0, again.timing
     assert not np.array_equal(first.final_mse_HS["sgd"], again.final_mse_HS["sgd"])
+    # Only the kind is static: the same shapes under another kind compile their own program.
+    other = jstudy.run_study(tiny(OptimizerConfig.make("sgd", lr=0.1, schedule="linear", warmup=4), iters=8))
+    assert other.timing["compile_s"] > 0, other.timing
 
 
 def test_saved_config_round_trips_the_schedule():
