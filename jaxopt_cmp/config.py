@@ -14,6 +14,8 @@ import numpy as np
 
 from jaxopt_cmp.checks import ConfigError, check_choice, check_int, check_real, is_int
 from jaxopt_cmp.optimizers import OPTIMIZERS, check_hparams
+from jaxopt_cmp.schedules import DEFAULTS as SCHEDULE_DEFAULTS
+from jaxopt_cmp.schedules import check_schedule
 from jaxopt_cmp.targets import TARGETS
 
 DTYPES = ("float32", "float64")
@@ -130,20 +132,32 @@ class OptimizerConfig:
 
     name: str
     hparams: tuple[tuple[str, tuple[float, ...]], ...] = ()
+    schedule: str = "constant"  # static (jaxopt_cmp.schedules); its parameters live in hparams
 
     @classmethod
-    def make(cls, name: str, **hparams: float | Sequence[float]) -> OptimizerConfig:
+    def make(cls, name: str, schedule: str = "constant", **hparams: float | Sequence[float]) -> OptimizerConfig:
         """``make("momentum", lr=[1e-2, 3e-2], momentum=0.9)``: lists are the grid (all of one
-        length H); a single value is used at every grid point."""
+        length H); a single value is used at every grid point. ``schedule="cosine", warmup=[0, 500]``:
+        the schedule's parameters are grid axes like lr (:mod:`jaxopt_cmp.schedules`)."""
         lists = {k: tuple(float(x) for x in v) for k, v in hparams.items() if isinstance(v, (list, tuple))}
         h = max((len(v) for v in lists.values()), default=1) or 1  # unequal lengths: refused below
         pairs = tuple((k, lists[k] if k in lists else (v,) * h) for k, v in sorted(hparams.items()))
-        return cls(name, pairs)
+        return cls(name, pairs, schedule)
 
     def __post_init__(self):
         if not isinstance(self.hparams, (tuple, list)):
             raise ConfigError(f"{self.name} hyperparameters", self.hparams, "expected (name, values) pairs")
-        check_hparams(self.name, dict(self.hparams))
+        pairs = dict(self.hparams)
+        sched = {k: pairs.pop(k) for k in SCHEDULE_DEFAULTS if k in pairs}
+        check_schedule(self.schedule, {})
+        for k, values in sched.items():
+            if not values:
+                raise ConfigError(k, values, "expected at least one value")
+            for v in values:
+                check_schedule(self.schedule, {k: v})
+        check_hparams(self.name, pairs)
+        if len({len(v) for v in dict(self.hparams).values()}) > 1:
+            raise ConfigError(f"{self.name} grid", dict(self.hparams), "expected every swept value list of one length")
         object.__setattr__(self, "hparams", tuple((k, tuple(float(x) for x in v)) for k, v in self.hparams))
 
     @property
@@ -151,18 +165,19 @@ class OptimizerConfig:
         return len(self.hparams[0][1]) if self.hparams else 1
 
     @classmethod
-    def saved(cls, name: str, grid: Mapping[str, Sequence[float]]) -> OptimizerConfig:
+    def saved(cls, name: str, grid: Mapping[str, Sequence[float]], schedule: str = "constant") -> OptimizerConfig:
         """A config read back from saved results: every hyperparameter given, checked only for
         being finite numbers of one grid length, so results of an optimizer that is not (or no
         longer) registered still load and re-render. It cannot be trained unless registered."""
         if name in OPTIMIZERS:
-            return cls(name, tuple((k, tuple(v)) for k, v in sorted(grid.items())))
+            return cls(name, tuple((k, tuple(v)) for k, v in sorted(grid.items())), schedule)
         pairs = tuple((k, tuple(check_real(k, x, -math.inf, math.inf) for x in v)) for k, v in sorted(grid.items()))
         if len({len(v) for _, v in pairs}) > 1:
             raise ConfigError(f"{name} grid", dict(grid), "expected every swept value list of one length")
         opt = object.__new__(cls)
         object.__setattr__(opt, "name", str(name))
         object.__setattr__(opt, "hparams", pairs)
+        object.__setattr__(opt, "schedule", str(schedule))
         return opt
 
     def grid(self) -> dict[str, tuple[float, ...]]:
@@ -170,6 +185,8 @@ class OptimizerConfig:
         h = self.grid_size
         defaults = OPTIMIZERS[self.name].defaults if self.name in OPTIMIZERS else {}
         full = {k: (float(v),) * h for k, v in defaults.items()}
+        if self.schedule != "constant":
+            full.update({k: (float(v),) * h for k, v in SCHEDULE_DEFAULTS.items()})
         full.update(dict(self.hparams))
         return full
 
@@ -218,6 +235,9 @@ class StudyConfig:
         object.__setattr__(self, "seeds", check_int("seeds", self.seeds, high=MAX_INT32))
         for o in self.optimizers:
             check_representable(o, self.train.dtype)
+            for w in dict(o.hparams).get("warmup", ()):
+                if w >= self.train.iters:
+                    raise ConfigError("warmup", int(w), f"expected less than iters={self.train.iters}")
         if self.train.batch_size > self.data.n_data:
             raise ConfigError("batch_size", self.train.batch_size, f"expected at most n_data={self.data.n_data}")
 
@@ -278,9 +298,10 @@ def study_from_dict(d: Mapping, grids: Mapping[str, Mapping] | None = None) -> S
     through :meth:`OptimizerConfig.saved`, registered or not."""
 
     def optimizer(o):
+        schedule = o.get("schedule", "constant")  # results saved before schedules: constant
         if o["name"] not in OPTIMIZERS and grids is not None and o["name"] in grids:
-            return OptimizerConfig.saved(o["name"], grids[o["name"]])
-        return OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"]))
+            return OptimizerConfig.saved(o["name"], grids[o["name"]], schedule)
+        return OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"]), schedule)
 
     return StudyConfig(
         optimizers=tuple(optimizer(o) for o in d["optimizers"]),

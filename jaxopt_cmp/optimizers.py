@@ -291,8 +291,21 @@ def check_hparams(name: str, hparams: Mapping[str, tuple[float, ...]]) -> None:
             check_real(key, v, low, high, low_open=low_open, high_open=high_open)
 
 
-def make_optimizer(name: str, **hparams) -> _optax.GradientTransformation:
+def make_optimizer(name: str, schedule: str = "constant", **hparams) -> _optax.GradientTransformation:
     """The registry's transformation, hyperparameters injected (floats, arrays or, for a schedule,
-    callables ``count -> value`` evaluated at each update with the number of updates done)."""
+    callables ``count -> value`` evaluated at each update with the number of updates done).
+
+    With ``schedule`` other than ``"constant"``, ``hparams`` also holds ``iters`` and the schedule's
+    parameters (:mod:`jaxopt_cmp.schedules`), all arrays in the state: the injected ``lr`` is set to
+    the schedule's value before each update. ``"constant"`` builds exactly the unscheduled program.
+    """
     spec = OPTIMIZERS[name]
-    return optax.inject_hyperparams(spec.build)(**{**spec.defaults, **hparams})
+    if schedule == "constant":
+        return optax.inject_hyperparams(spec.build)(**{**spec.defaults, **hparams})
+    from jaxopt_cmp import schedules
+
+    sched = {k: hparams.pop(k) for k in (*schedules.DEFAULTS, "iters") if k in hparams}
+    rest = {**spec.defaults, **hparams}
+    lr = rest.pop("lr")
+    inner = lambda lr: optax.inject_hyperparams(spec.build)(lr=lr, **rest)
+    return schedules.scheduled(schedule, inner, lr, sched.pop("iters", 1.0), **sched)

@@ -40,10 +40,13 @@ def _lr(result: StudyResult, name: str, h: dict[str, int] | None) -> float | Non
 
 
 def run_label(result: StudyResult, name: str, h: dict[str, int] | None = None) -> str:
-    """``name``, with its lr at grid point ``h[name]`` when a grid or ``h`` makes lrs differ."""
+    """``name`` (and its schedule unless constant), with its lr at grid point ``h[name]`` when a
+    grid or ``h`` makes lrs differ."""
     lr = _lr(result, name, h)
     varies = h is not None or any(o.grid_size > 1 for o in result.config.optimizers)
-    return f"{name} (lr {lr:.3g})" if varies and lr is not None else name
+    schedule = next((o.schedule for o in result.config.optimizers if o.name == name), "constant")
+    label = name if schedule == "constant" else f"{name} {schedule}"
+    return f"{label} (lr {lr:.3g})" if varies and lr is not None else label
 
 
 def param_table(rows, total: int) -> str:

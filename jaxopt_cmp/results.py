@@ -148,6 +148,7 @@ class StudyResult:
         """One dict per run (optimizer x grid point x seed): the ``runs.csv`` rows."""
         target = default_target(self.config) if target is None else target
         hp_names = hparam_columns(self)
+        schedule = {o.name: getattr(o, "schedule", "constant") for o in self.config.optimizers}
         for name, mse_EHS in self.mse_EHS.items():
             div_HS = self.diverged_at_HS[name]
             val_HS, test_HS = self.heldout("val", name)[-1], self.heldout("test", name)[-1]
@@ -159,6 +160,7 @@ class StudyResult:
                         "optimizer": name,
                         "grid_index": h,
                         "seed": s,
+                        "schedule": schedule.get(name, "constant"),
                         **hp,
                         "final_mse": float(mse_EHS[-1, h, s]),
                         "final_val_mse": float(val_HS[h, s]),

@@ -63,7 +63,8 @@ def grid_arrays(cfg: StudyConfig) -> dict[str, dict[str, np.ndarray]]:
     """Every optimizer's grid, per hyperparameter an ``(H,)`` array in the run dtype (numpy: the
     compiled programs take them as they are)."""
     dtype = np.dtype(cfg.train.dtype)
-    return {o.name: {k: np.asarray(v, dtype) for k, v in o.grid().items()} for o in cfg.optimizers}
+    iters = lambda o: {} if o.schedule == "constant" else {"iters": np.full(o.grid_size, cfg.train.iters, dtype)}
+    return {o.name: {k: np.asarray(v, dtype) for k, v in {**o.grid(), **iters(o)}.items()} for o in cfg.optimizers}
 
 
 SEEDS_PER_DEVICE_GROUP = 16
@@ -173,7 +174,7 @@ def _shape_key(cfg: StudyConfig, data: Data | None, plan: LanePlan | None) -> tu
         TARGETS.get(cfg.data.target),
     )
     with_data = None if data is None else tuple(np.shape(a) for a in data)  # cast to the run dtype
-    optimizers = tuple((o.name, tuple(sorted(o.grid())), o.grid_size) for o in cfg.optimizers)
+    optimizers = tuple((o.name, o.schedule, tuple(sorted(o.grid())), o.grid_size) for o in cfg.optimizers)
     train = (cfg.train.batch_size, cfg.train.dtype, steps_per_draw(cfg.train.eval_every))
     return (
         optimizers,

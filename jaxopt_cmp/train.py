@@ -169,18 +169,20 @@ def make_study_fns(cfg: StudyConfig):
     """``(init, chunk)``, the two pure functions of a study (module doc), to be jitted once.
 
     ``keys_JK`` holds one key per seed, grouped (axes J, K); ``hparams[name][hp]`` is an ``(H,)``
-    array of that optimizer's grid; ``data``, if not None, replaces the generated data of every
+    array of that optimizer's grid (with a schedule, also its parameters and ``iters``, so a new
+    iteration count does not recompile); ``data``, if not None, replaces the generated data of every
     seed. Only arrays flow in, so new seeds, grid values, data or iteration counts of the same
     shapes reuse the compilation.
     """
     apply_flat, _ = flat_model(cfg)
     names = cfg.optimizer_names
-    steps = {n: make_step(apply_flat, make_optimizer(n)) for n in names}
+    kinds = {o.name: o.schedule for o in cfg.optimizers}  # static; "constant" is the unscheduled program
+    steps = {n: make_step(apply_flat, make_optimizer(n, kinds[n])) for n in names}
     batch_size, n_data = cfg.train.batch_size, cfg.data.n_data
 
     def init_runs(name, hp_H, params_K):
         def one(hp, params):
-            tx = make_optimizer(name, **hp)
+            tx = make_optimizer(name, kinds[name], **hp)
             flat = ravel_pytree(params)[0]
             return RunState(flat, tx.init(flat), jnp.int32(-1))
 

@@ -154,6 +154,17 @@ def add_common_args(p: Parser, optimizers: str) -> None:
         "$XDG_CACHE_HOME/jaxopt_cmp or ~/.cache/jaxopt_cmp)",
     )
     p.add_argument("--no-cache", action="store_true", help="do not use the persistent compilation cache")
+    p.add_argument(
+        "--schedule",
+        default="constant",
+        help="learning-rate schedule of every optimizer: constant, cosine, linear or step (default: %(default)s)",
+    )
+    p.add_argument("--warmup", type=int, default=None, help="linear warmup steps, < iters (default: 0)")
+    p.add_argument(
+        "--final-lr-fraction", type=float, default=None, help="cosine/linear: final lr / lr, in [0, 1] (default: 0)"
+    )
+    p.add_argument("--step-size", type=int, default=None, help="step: decay every N steps (default: 1000)")
+    p.add_argument("--gamma", type=float, default=None, help="step: lr factor per decay, > 0 (default: 0.1)")
 
 
 def parse_list(setting: str, text: str, kind=str) -> tuple:
@@ -176,8 +187,12 @@ def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_pr
     data = load_data_file(args.data, args.dtype) if args.data else None
     from jaxopt_cmp.config import OptimizerConfig
 
+    keys = ("warmup", "final_lr_fraction", "step_size", "gamma")
+    sched = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = seed_study(
-        optimizers=tuple(OptimizerConfig.make(n, **optimizer_hparams.get(n, {})) for n in names),
+        optimizers=tuple(
+            OptimizerConfig.make(n, schedule=args.schedule, **sched, **optimizer_hparams.get(n, {})) for n in names
+        ),
         target=args.target,
         n_data=args.n_data if data is None else user_train_rows(len(data.x), heldout, args.batch_size),
         source=args.data or "",

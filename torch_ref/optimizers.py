@@ -264,3 +264,39 @@ def make_optimizer(name: str, parameters: Iterable[torch.nn.Parameter], **hparam
     """The ``torch.optim`` twin of ``jaxopt_cmp.optimizers.make_optimizer(name, **hparams)``."""
     kwargs = torch_kwargs(name, **hparams)  # validates name and values first
     return TORCH_OPTIMIZERS[name].cls(parameters, **kwargs)
+
+
+# How each jaxopt_cmp.schedules kind is built from torch.optim.lr_scheduler classes, stepped the way
+# torch users do (scheduler.step() after optimizer.step()): update t uses the lr after t steps.
+SCHEDULER_MAPPING = {
+    "constant": "no scheduler",
+    "warmup": "LinearLR(start_factor=1 / (warmup + 1), end_factor=1, total_iters=warmup), then the decay by "
+    "SequentialLR(milestones=[warmup]); warmup=0: the decay alone",
+    "cosine": "CosineAnnealingLR(T_max=max(iters - 1 - warmup, 1), eta_min=final_lr_fraction * lr)",
+    "linear": "LinearLR(start_factor=1, end_factor=final_lr_fraction, total_iters=max(iters - 1 - warmup, 1))",
+    "step": "StepLR(step_size, gamma)",
+}
+
+
+def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, iters: int, **params: float):
+    """The ``torch.optim.lr_scheduler`` twin of ``jaxopt_cmp.schedules.make_schedule(kind, lr, iters,
+    **params)`` on ``optimizer`` (its lr is the base lr), per :data:`SCHEDULER_MAPPING`; None for
+    ``"constant"``. Call its ``step()`` after each ``optimizer.step()``."""
+    from jaxopt_cmp.schedules import DEFAULTS, check_schedule
+
+    p = {**DEFAULTS, **check_schedule(kind, params)}
+    if kind == "constant":
+        return None
+    sch = torch.optim.lr_scheduler
+    warmup, lr = int(p["warmup"]), optimizer.param_groups[0]["lr"]
+    span = max(int(iters) - 1 - warmup, 1)
+    if kind == "cosine":
+        decay = sch.CosineAnnealingLR(optimizer, T_max=span, eta_min=p["final_lr_fraction"] * lr)
+    elif kind == "linear":
+        decay = sch.LinearLR(optimizer, start_factor=1.0, end_factor=p["final_lr_fraction"], total_iters=span)
+    else:
+        decay = sch.StepLR(optimizer, step_size=int(p["step_size"]), gamma=p["gamma"])
+    if warmup == 0:
+        return decay
+    warm = sch.LinearLR(optimizer, start_factor=1 / (warmup + 1), end_factor=1.0, total_iters=warmup)
+    return sch.SequentialLR(optimizer, [warm, decay], milestones=[warmup])

@@ -22,10 +22,11 @@ import torch
 
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.results import StudyResult
+from jaxopt_cmp.schedules import DEFAULTS as SCHEDULE_DEFAULTS
 from torch_ref.convert import params_from_torch, params_to_torch
 from torch_ref.data import batch_indices, make_data, make_test
 from torch_ref.model import MLP, make_model, mse
-from torch_ref.optimizers import make_optimizer
+from torch_ref.optimizers import make_optimizer, make_scheduler
 
 # Stream ids of a seed's generators, one per purpose like the JAX side's key split.
 DATA, INIT, BATCH, VAL = range(4)
@@ -73,6 +74,7 @@ class _Run:
     model: MLP
     optimizer: torch.optim.Optimizer
     diverged_at: int = -1
+    scheduler: object = None  # a torch.optim.lr_scheduler, stepped after each optimizer.step()
 
 
 class SeedFeed(NamedTuple):
@@ -109,6 +111,8 @@ def _guarded_step(run: _Run, x: torch.Tensor, y: torch.Tensor, t: int) -> None:
     params = list(run.model.parameters())
     before = [p.detach().clone() for p in params]
     loss = train_step(run.model, run.optimizer, x, y)
+    if run.scheduler is not None:
+        run.scheduler.step()
     with torch.no_grad():
         total = sum(p.sum() for p in params).item()
         if not (math.isfinite(loss) and math.isfinite(total)):
@@ -177,8 +181,11 @@ def _make_seed(cfg: StudyConfig, index: int, dtype: torch.dtype, feed: SeedFeed 
         for h in range(opt.grid_size):
             model = make_model(cfg.model, dtype)
             model.load_state_dict(init.state_dict())
-            hp = {k: v[h] for k, v in grid.items()}
-            runs[opt.name].append(_Run(model, make_optimizer(opt.name, model.parameters(), **hp)))
+            hp = {k: v[h] for k, v in grid.items() if k not in SCHEDULE_DEFAULTS}
+            optimizer = make_optimizer(opt.name, model.parameters(), **hp)
+            sched = {k: v[h] for k, v in grid.items() if k in SCHEDULE_DEFAULTS}
+            scheduler = make_scheduler(optimizer, opt.schedule, cfg.train.iters, **sched)
+            runs[opt.name].append(_Run(model, optimizer, scheduler=scheduler))
     return _Seed(x, y, batches, runs, val, test)
 
 
