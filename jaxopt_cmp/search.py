@@ -66,8 +66,8 @@ def parse_axis(text: str, flag: str = "--grid") -> tuple[str, tuple[float, ...]]
     if m:
         a, b = _number(flag, m["a"], text), _number(flag, m["b"], text)
         n = int(m["n"])
-        if n < 1:
-            raise ConfigError(flag, text, "expected at least 1 point (a:b:n with n >= 1)")
+        if n < 2:
+            raise ConfigError(flag, text, "expected a:b:n with n >= 2 points (one value: NAME=VALUE)")
         if m["log"]:
             if a <= 0 or b <= 0:
                 raise ConfigError(flag, text, "expected a:b:nlog with a > 0 and b > 0")
