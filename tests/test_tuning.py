@@ -68,3 +68,20 @@ def test_budget_rows_ranking_and_report_ks():
     assert [r["optimizer"] for r in rank] == ["adam", "sgd"]
     assert rank[0]["win_rate"] == 1.0 and rank[0]["p"] == pytest.approx(2 * 0.5**6)
     assert tuning.report_ks(64) == (1, 4, 16, 64) and tuning.report_ks(3) == (1, 3)
+
+
+def test_tuning_budget_figure_draws_one_line_per_optimizer_and_schedule():
+    from jaxopt_cmp.study_figures import tuning_budget_figure
+
+    ks = [1, 2, 4]
+    rng = np.random.default_rng(1)
+    val, test = rng.random((4, 5)) + 0.1, rng.random((4, 5)) + 0.1
+    curves = {("adam", "constant"): tuning.budget_curve(val, test, ks),
+              ("adam", "cosine"): tuning.budget_curve(val, test * 2, ks),
+              ("sgd", "constant"): tuning.budget_curve(np.where(val > 0.5, np.inf, val), test, ks)}
+    fig = tuning_budget_figure(tuning.budget_rows(curves, ks))
+    ax = fig.axes[0]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels[:2] == ["adam (constant)", "adam (cosine)"] and labels[2] == "sgd (constant), 3 budgets inf"
+    np.testing.assert_allclose(ax.lines[1].get_ydata(), curves[("adam", "cosine")].mean(axis=1))
+    assert ax.get_xscale() == ax.get_yscale() == "log"
