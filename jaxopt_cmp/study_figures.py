@@ -1,0 +1,37 @@
+"""Study-level figures (returned, never shown): the tuning-budget curves of :mod:`jaxopt_cmp.tuning`."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from matplotlib.figure import Figure
+
+
+def tuning_budget_figure(rows: Sequence[dict]) -> Figure:
+    """Expected test MSE of the trial selected by validation vs the number of trials k (log axes),
+    one line per (optimizer, schedule) with its bootstrap band over seeds, from
+    :func:`jaxopt_cmp.tuning.budget_rows`. Non-finite means (diverged trials kept with ``fail_mse``
+    inf) are left out of the line; the legend says how many budgets were left out."""
+    fig = Figure(figsize=(7, 4.5), dpi=100)
+    ax = fig.add_subplot()
+    keys = list(dict.fromkeys((r["optimizer"], r["schedule"]) for r in rows))
+    for opt, schedule in keys:
+        mine = [r for r in rows if (r["optimizer"], r["schedule"]) == (opt, schedule)]
+        k = np.array([r["k"] for r in mine], float)
+        mean = np.array([r["expected_test_mse"] for r in mine], float)
+        lo = np.array([r["lo"] for r in mine], float)
+        hi = np.array([r["hi"] for r in mine], float)
+        ok = np.isfinite(mean) & (mean > 0)
+        missing = int(np.sum(~ok))
+        label = f"{opt} ({schedule})" + (f", {missing} budgets inf" if missing else "")
+        (line,) = ax.plot(k[ok], mean[ok], marker=".", label=label)
+        band = ok & np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+        ax.fill_between(k[band], lo[band], hi[band], color=line.get_color(), alpha=0.2, linewidth=0)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("tuning budget k (trials drawn at random, kept by validation MSE)")
+    ax.set_ylabel("expected test MSE (mean over seeds, 95% band)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
