@@ -242,6 +242,11 @@ def start_processes(args, prog: str) -> None:
             # JAX's own abort of the survivors of a lost process comes well after the watchdog's line.
             heartbeat_timeout_seconds=round(3 * timeout) + 30,
         )  # fmt: skip
+    except ConfigError:
+        raise
+    except Exception as err:  # process 0 could not start the coordinator: "Failed to start RPC server"
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
+        fail(prog, f"could not start or reach the coordinator {where} ({reason}); is the port in use?", EXIT_FAILED)
     finally:
         timer.cancel()
     me, count = jax.process_index(), jax.process_count()
