@@ -15,6 +15,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 
 from jaxopt_cmp.checks import ConfigError
@@ -256,12 +257,28 @@ def start_processes(args, prog: str) -> None:
                    "--peer-timeout); stopping")  # fmt: skip
 
     distributed.watch_peers(timeout, on_lost)
+    sys.excepthook = _lost_peer_hook(prog, timeout, sys.excepthook)
     if me != 0:
         print(f"{prog}: worker {me} of {count}; process 0 prints and writes the results", flush=True)
         State.worker = True
         args.no_plots = True
         os.environ["TQDM_DISABLE"] = "1"
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the rest of the process)
+
+
+def _lost_peer_hook(prog: str, timeout: float, default):
+    """An uncaught JAX runtime error under several processes (gloo: "Connection reset by peer")
+    most likely means a peer died: wait for the watchdog's line naming it instead of a traceback
+    (it comes within ``timeout`` s), else end with the error's last line."""
+
+    def hook(kind, err, tb):
+        if "JaxRuntimeError" not in kind.__name__ and "XlaRuntimeError" not in kind.__name__:
+            return default(kind, err, tb)
+        time.sleep(timeout + 2.0)  # the watchdog thread exits the process before this ends
+        reason = (str(err).strip().splitlines() or [kind.__name__])[-1][:300]
+        _exit_line(prog, f"a collective across processes failed: {reason}")
+
+    return hook
 
 
 def _exit_line(prog: str, message: str) -> None:

@@ -23,7 +23,9 @@ import jaxopt_cmp
 REPO = Path(jaxopt_cmp.__file__).resolve().parent.parent
 STUDY = str(REPO / "scripts" / "study.py")
 TINY = "--optimizers sgd,adam --lrs 0.01,0.03 --seeds 4 --iters 40 --eval-every 20 --hidden 8 --n-data 128"
-TINY = [*TINY.split(), "--batch-size", "16", "--no-plots", "--no-cache"]
+# One persistent compilation cache for the module: the 2-process runs compile the same program.
+CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / f"jaxopt_cmp-test-launch-{os.getpid()}"
+TINY = [*TINY.split(), "--batch-size", "16", "--no-plots", "--cache-dir", str(CACHE)]
 TIMEOUT_S = 240  # a hang fails the test instead of blocking CI
 
 
@@ -62,6 +64,14 @@ def _same_results(a: Path, b: Path) -> None:
     assert sorted(na.files) == sorted(nb.files)
     for name in na.files:
         np.testing.assert_array_equal(na[name], nb[name], err_msg=name)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache():
+    yield
+    import shutil
+
+    shutil.rmtree(CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -135,7 +145,7 @@ def test_a_killed_process_stops_the_survivor_within_the_bound(tmp_path, host_dev
     """SIGKILL to process 1 mid-training: process 0 ends within --peer-timeout (plus polling) with
     one line naming process 1, status 1 (JAX alone: ~100 s, then a C++ stack trace)."""
     port = _free_port()
-    long = [*TINY[:-1], "--iters", "3000000", "--eval-every", "1000", "--peer-timeout", str(PEER_TIMEOUT_S)]
+    long = [*TINY, "--iters", "3000000", "--eval-every", "1000", "--peer-timeout", str(PEER_TIMEOUT_S)]
     flags = ["--coordinator", f"localhost:{port}", "--num-processes", "2"]
     env = _env(host_devices_env, 1)
     procs = [
