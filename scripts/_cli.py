@@ -247,7 +247,8 @@ def start_processes(args, prog: str) -> None:
         raise
     except Exception as err:  # process 0 could not start the coordinator: "Failed to start RPC server"
         reason = (str(err).strip().splitlines() or [type(err).__name__])[-1][:200]
-        fail(prog, f"could not start or reach the coordinator {where} ({reason}); is the port in use?", EXIT_FAILED)
+        # os._exit: a half-started runtime can crash Python's own shutdown (seen: SIGSEGV).
+        _exit_line(prog, f"could not start or reach the coordinator {where} ({reason}); is the port in use?")
     finally:
         timer.cancel()
     me, count = jax.process_index(), jax.process_count()

@@ -263,3 +263,40 @@ def test_launch_forwards_ctrl_c(tmp_path):
     assert p.returncode == 130
     assert (tmp_path / "log.txt").read_text().strip().splitlines()[-1] == "launch: interrupted; stopped 2 processes"
     _children_gone(tmp_path)
+
+
+def test_process_flags_are_refused_one_line_before_starting(usage_error, tmp_path, monkeypatch):
+    """Some but not all of the three flags, flags with --distributed off, a bad --peer-timeout:
+    one line, exit 2, nothing started (the runtime would wait for peers)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import study
+
+    from jaxopt_cmp import distributed
+
+    monkeypatch.setattr(distributed, "initialize", lambda *a, **k: pytest.fail("started the runtime"))
+    out = ["--out", str(tmp_path / "never")]
+    err = usage_error(study, ["--num-processes", "2", *out])
+    assert err == "study.py: error: --num-processes=2 is not allowed: expected --coordinator too (all three, or none)"
+    err = usage_error(study, ["--distributed", "off", "--coordinator", "localhost:1234", *out])
+    assert err == "study.py: error: --distributed=off is not allowed: --coordinator needs --distributed auto"
+    flags = ["--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "0"]
+    assert "--peer-timeout=0.0 is not allowed" in usage_error(study, [*flags, "--peer-timeout", "0", *out])
+    assert not (tmp_path / "never").exists()
+
+
+def test_launch_splits_the_cores_and_appends_the_process_flags(monkeypatch):
+    from jaxopt_cmp import launch, runtime
+
+    monkeypatch.setattr(runtime, "cpu_count", lambda: 8)
+    assert launch.process_env(2, {"XLA_FLAGS": "--xla_cpu_foo"})["XLA_FLAGS"] == (
+        "--xla_cpu_foo --xla_force_host_platform_device_count=4"
+    )
+    assert launch.process_env(16, {})["XLA_FLAGS"] == "--xla_force_host_platform_device_count=1"
+    kept = {"XLA_FLAGS": "--xla_force_host_platform_device_count=3"}
+    assert launch.process_env(2, kept) == kept
+    cmds = launch.commands(2, ["scripts/study.py", "--seeds", "4"], 1234)
+    assert cmds[1] == [
+        sys.executable, "scripts/study.py", "--seeds", "4",
+        "--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "1",
+    ]  # fmt: skip
+    assert launch.commands(1, ["echo"], 1)[0][0] == "echo"
