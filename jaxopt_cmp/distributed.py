@@ -66,13 +66,18 @@ def initialize(
 
 def detect_launcher() -> str | None:
     """The launcher JAX's own cluster detection finds in the environment (``"slurm"`` for ``srun``,
-    ``"ompi"`` for Open MPI's ``mpirun``, ...), or None. Starts nothing; only non-opt-in detectors
+    ``"ompi"`` for Open MPI's ``mpirun``, ...) when it started several processes, or None (a job of
+    one task runs as one process, as without a launcher). Starts nothing; only non-opt-in detectors
     are asked, as :func:`jax.distributed.initialize` asks them with no arguments."""
     from jax._src import clusters
 
     for env in clusters.ClusterEnv._cluster_types:
         if not env.opt_in_only_method and env.is_env_present():
-            return env.name
+            try:
+                several = env.get_process_count() > 1
+            except Exception:  # a detector that cannot tell: let JAX decide
+                several = True
+            return env.name if several else None
     return None
 
 

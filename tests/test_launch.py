@@ -300,3 +300,18 @@ def test_launch_splits_the_cores_and_appends_the_process_flags(monkeypatch):
         "--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "1",
     ]  # fmt: skip
     assert launch.commands(1, ["echo"], 1)[0][0] == "echo"
+
+
+def test_detect_launcher_needs_several_tasks(monkeypatch):
+    """srun's variables with 2 tasks: "slurm"; with 1 task (a one-task job): None, one process."""
+    from jaxopt_cmp import distributed
+
+    for name in [k for k in os.environ if k.startswith(("SLURM_", "OMPI_"))]:
+        monkeypatch.delenv(name)
+    assert distributed.detect_launcher() is None
+    slurm = {"SLURM_JOB_ID": "7", "SLURM_NTASKS": "2", "SLURM_PROCID": "1", "SLURM_LOCALID": "1"}
+    for k, v in {**slurm, "SLURM_STEP_NODELIST": "node[001-002]"}.items():
+        monkeypatch.setenv(k, v)
+    assert distributed.detect_launcher() == "slurm"
+    monkeypatch.setenv("SLURM_NTASKS", "1")
+    assert distributed.detect_launcher() is None
