@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
+import time
+from collections.abc import Callable
 
 import jax
 import numpy as np
@@ -59,6 +62,72 @@ def initialize(
     if cpu_collectives is not None:
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
     jax.distributed.initialize(coordinator_address, num_processes, process_id, **kwargs)
+
+
+def detect_launcher() -> str | None:
+    """The launcher JAX's own cluster detection finds in the environment (``"slurm"`` for ``srun``,
+    ``"ompi"`` for Open MPI's ``mpirun``, ...) when it started several processes, or None (a job of
+    one task runs as one process, as without a launcher). Starts nothing; only non-opt-in detectors
+    are asked, as :func:`jax.distributed.initialize` asks them with no arguments."""
+    from jax._src import clusters
+
+    for env in clusters.ClusterEnv._cluster_types:
+        if not env.opt_in_only_method and env.is_env_present():
+            try:
+                several = env.get_process_count() > 1
+            except Exception:  # a detector that cannot tell: let JAX decide
+                several = True
+            return env.name if several else None
+    return None
+
+
+def watch_peers(timeout_s: float, on_lost: Callable[[list[int]], None], poll_s: float = 0.5) -> threading.Thread:
+    """Starts a daemon thread that calls ``on_lost(processes)`` (once) when another process has shown
+    no sign of life for ``timeout_s`` seconds; ``on_lost`` decides what to do (the scripts print
+    one line and exit). Every process's thread bumps a counter in JAX's coordination service (its
+    key-value store) every ``poll_s`` seconds and reads the others'; a counter that stops moving
+    names a lost process, and a store that cannot be reached names process 0, which hosts it.
+
+    Why: JAX itself notices a killed process only by its missed heartbeats (default 100 s) and then
+    aborts every survivor with a C++ stack trace; a survivor waiting in a collective waits until
+    then. Needs :func:`initialize` with several processes."""
+    from jax._src import distributed as jax_distributed
+
+    client, count, me = jax_distributed.global_state.client, jax.process_count(), jax.process_index()
+    if client is None or count == 1:
+        raise RuntimeError("watch_peers needs jax.distributed initialized with several processes")
+
+    def target():
+        start = time.monotonic()
+        last = {p: (None, start) for p in range(count)}  # the counter seen, and when it last moved
+        beat, unreachable_since = 0, None
+        while True:
+            now = time.monotonic()
+            try:
+                beat += 1
+                client.key_value_set(f"{_ALIVE}/{me}", str(beat), allow_overwrite=True)
+                for key, value in client.key_value_dir_get(_ALIVE):
+                    p = int(key.rsplit("/", 1)[1])
+                    if last[p][0] != value:
+                        last[p] = (value, now)
+                unreachable_since = None
+            except Exception:  # the coordination service is gone (or slow): process 0's
+                unreachable_since = unreachable_since or now
+                if now - unreachable_since >= timeout_s:
+                    on_lost([0])
+                    return
+            lost = sorted(p for p, (_, t) in last.items() if p != me and now - t >= timeout_s)
+            if lost:
+                on_lost(lost)
+                return
+            time.sleep(poll_s)
+
+    thread = threading.Thread(target=target, name="jaxopt_cmp-peers", daemon=True)
+    thread.start()
+    return thread
+
+
+_ALIVE = "jaxopt_cmp/alive"
 
 
 def is_main_process() -> bool:

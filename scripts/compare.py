@@ -29,14 +29,15 @@ def parse_args(argv=None):
         default="jax",
         help="jax: compiled scan + vmap; torch: the eager torch_ref loop (default: %(default)s)",
     )
+    _cli.add_process_args(p)
     return p.parse_args(argv)
 
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    _cli.start_processes(args, PROG)
     _cli.setup_jax(args)
     from jaxopt_cmp import report
-    from jaxopt_cmp.io import claim_out_dir
     from jaxopt_cmp.results import OUTPUTS, save_result, update_timing
 
     names = _cli.parse_list("optimizers", args.optimizers)
@@ -45,7 +46,7 @@ def main(argv=None) -> None:
         raise _cli.ConfigError("data", args.data, "user data runs with --framework jax only")
     if args.framework == "torch":
         _cli.import_extra("torch", "torch", "--framework torch")
-    with claim_out_dir(args.out or _cli.default_out("compare"), args.overwrite, OUTPUTS) as out:
+    with _cli.out_dir(args, "compare", OUTPUTS) as out:
         print(f"output directory: {out.path}")
         result = train(cfg, data, args)
         summary = f"{report.final_table(result)}\n{_cli.timing_line(result.timing, args.framework)}"

@@ -30,6 +30,7 @@ def parse_args(argv=None):
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter, aliases={"lr": "lrs"}
     )
     _cli.add_common_args(p, optimizers="sgd,momentum,adam")
+    _cli.add_process_args(p)
     p.add_argument(
         "--lrs", default=DEFAULT_LRS, help="comma-separated learning-rate grid (default: 9 log-spaced, 1e-4..1)"
     )
@@ -75,6 +76,8 @@ def report_study(result, out: Path | None, target: float, plots: bool) -> list[P
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if not args.from_dir:
+        _cli.start_processes(args, PROG)
     _cli.setup_jax(args)
     from jaxopt_cmp.checks import check_real
     from jaxopt_cmp.io import claim_out_dir, peak_rss_mb
@@ -100,7 +103,7 @@ def main(argv=None) -> None:
     check_real("target_mse", target, 0.0, float("inf"), low_open=True)
     from jaxopt_cmp.study import prepare_study
 
-    with claim_out_dir(args.out or _cli.default_out("study"), args.overwrite, OUTPUTS) as out:
+    with _cli.out_dir(args, "study", OUTPUTS) as out:
         print(f"output directory: {out.path}")
         runs = len(names) * len(lrs) * cfg.seeds
         print(f"{len(names)} optimizers x {len(lrs)} lrs x {cfg.seeds} seeds = {runs} runs of {cfg.train.iters} steps")

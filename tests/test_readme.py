@@ -53,6 +53,9 @@ NOT_RUN = {
     ),
     "XLA_FLAGS=--xla_force_host_platform_device_count=2 python tests/multiprocess_worker.py --coordinator "
     "localhost:12345 --num-processes 2 --process-id 1 --out mp_out": "the second process of the same recipe",
+    "python -m jaxopt_cmp.launch -n 2 -- scripts/study.py --seeds 8 --out runs/two-processes": (
+        "the default study's 10,000 steps over 2 processes, minutes; tests/test_launch.py launches a tiny one"
+    ),
     "python tests/mutation/run.py": "the mutation check: tens of minutes (tests/mutation/last_result.md)",
 }
 
