@@ -209,7 +209,8 @@ def _check_bounds(name: str, key: str, interval) -> None:
 # Columns of runs.csv / history.csv / to_frame() beside the hyperparameters: a hyperparameter of
 # one of these names would overwrite the column (jaxopt_cmp.results writes them).
 RESERVED_NAMES = frozenset(
-    {"optimizer", "grid_index", "seed", "step", "mse", "final_mse", "diverged_at", "steps_to_target"}
+    {"optimizer", "grid_index", "seed", "schedule", "step", "mse", "val_mse", "test_mse", "final_mse"}
+    | {"final_val_mse", "final_test_mse", "diverged_at", "steps_to_target"}
 )
 
 

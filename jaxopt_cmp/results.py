@@ -272,6 +272,7 @@ def save_result(
         "optimizer",
         "grid_index",
         "seed",
+        "schedule",
         *hparam_columns(result),
         "final_mse",
         "final_val_mse",
