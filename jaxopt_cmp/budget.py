@@ -7,7 +7,7 @@ import math
 import os
 
 from jaxopt_cmp.checks import ConfigError
-from jaxopt_cmp.config import StudyConfig
+from jaxopt_cmp.config import ModelConfig, StudyConfig
 
 # Optimizer state slots per parameter (beyond the parameters themselves); 3 covers the registry's
 # largest (AMSGrad and centred RMSprop with momentum keep up to three per-parameter arrays).
@@ -16,8 +16,10 @@ STATE_SLOTS = 3
 STEP_COPIES = 3
 
 
-def n_params(cfg: StudyConfig) -> int:
-    widths = [cfg.model.xdim, *cfg.model.hidden, cfg.model.ydim]
+def n_params(cfg: StudyConfig | ModelConfig) -> int:
+    """Parameters of the MLP of a study (or of a model config)."""
+    m = cfg.model if isinstance(cfg, StudyConfig) else cfg
+    widths = [m.xdim, *m.hidden, m.ydim]
     return sum((a + 1) * b for a, b in zip(widths, widths[1:]))
 
 
@@ -77,15 +79,20 @@ def check_budget(cfg: StudyConfig, max_bytes: float | None = None, copies: int =
     """Raises ``ConfigError`` (setting ``max_memory``) when the estimate exceeds ``max_bytes``
     (default 80% of :func:`available_bytes`). ``copies``: how many copies of the study's state
     are held (a study in lanes keeps one per lane, :mod:`jaxopt_cmp.lanes`)."""
-    limit = 0.8 * available_bytes() if max_bytes is None else float(max_bytes)
     parts = {k: v * copies for k, v in estimate_bytes(cfg).items()}
+    note = f"; {copies} copies, one per lane" if copies > 1 else ""
+    check_parts(parts, max_bytes, "study", "reduce seeds, grid, data size, width or evaluations", note)
+
+
+def check_parts(parts: dict[str, float], max_bytes: float | None, what: str, advice: str, note: str = "") -> None:
+    """Raises ``ConfigError`` (setting ``max_memory``) when the sum of ``parts`` (bytes by purpose)
+    exceeds ``max_bytes`` (default 80% of :func:`available_bytes`), naming the largest parts."""
+    limit = 0.8 * available_bytes() if max_bytes is None else float(max_bytes)
     total = sum(parts.values())
     if not math.isfinite(total) or total > limit:
         detail = ", ".join(f"{k} {_gb(v)}" for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v)
-        detail += f"; {copies} copies, one per lane" if copies > 1 else ""
         raise ConfigError(
             "max_memory",
             _gb(limit),
-            f"this study needs about {_gb(total)} ({detail}); reduce seeds, grid, data size, width or "
-            "evaluations, or raise --max-memory",
+            f"this {what} needs about {_gb(total)} ({detail}{note}); {advice}, or raise --max-memory",
         )

@@ -105,7 +105,8 @@ class TrainConfig:
         # Steps are counted in int32 inside the compiled run.
         for name in ("iters", "batch_size", "eval_every"):
             object.__setattr__(self, name, check_int(name, getattr(self, name), high=MAX_INT32))
-        check_choice("dtype", self.dtype, DTYPES)
+        # np.dtype("float32") == "float32", but it is not a string: saved results could not name it.
+        check_choice("dtype", self.dtype if isinstance(self.dtype, str) else repr(self.dtype), DTYPES)
 
     @property
     def n_evals(self) -> int:

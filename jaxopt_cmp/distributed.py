@@ -17,6 +17,7 @@ The library never starts the runtime: a script calls :func:`initialize` first, o
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import threading
@@ -59,9 +60,26 @@ def initialize(
         host, _, port = coordinator_address.rpartition(":")
         if not host or not port.isdigit() or not 0 < int(port) < 65536:
             raise ConfigError("coordinator", coordinator_address, "expected HOST:PORT of process 0, e.g. node1:12345")
+        if process_id == 0 and not port_free(host, int(port)):
+            # gRPC's failure to bind the coordinator's port can crash the process (SIGSEGV, seen
+            # under load) before JAX raises: check first.
+            raise OSError(errno.EADDRINUSE, f"port {port} of {host} is in use")
     if cpu_collectives is not None:
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
     jax.distributed.initialize(coordinator_address, num_processes, process_id, **kwargs)
+
+
+def port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``host:port`` now (``SO_REUSEADDR``, as gRPC binds)."""
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host.strip("[]") else socket.AF_INET) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host.strip("[]"), port))
+        except OSError:
+            return False
+    return True
 
 
 def detect_launcher() -> str | None:

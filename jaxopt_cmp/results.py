@@ -357,7 +357,11 @@ def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
         names = cfg.optimizer_names
         per = lambda prefix: {n: arrays[f"{prefix}/{n}"] for n in names}
         held = lambda prefix: {n: arrays[f"{prefix}/{n}"] for n in names if f"{prefix}/{n}" in arrays}
-        grid = {o.name: {k: np.asarray(v, np.float64) for k, v in o.grid().items()} for o in cfg.optimizers}
+        # The saved grid, not today's registry defaults: the values these runs actually used.
+        grid = {
+            o.name: {k: np.asarray(v, np.float64) for k, v in (grids.get(o.name) or o.grid()).items()}
+            for o in cfg.optimizers
+        }
         result = StudyResult(
             config=cfg,
             eval_steps=arrays["eval_steps" if old else "eval_steps_E"],

@@ -18,9 +18,36 @@ import threading
 import time
 from pathlib import Path
 
-from jaxopt_cmp.checks import ConfigError, MissingExtra, import_extra  # noqa: F401  (import_extra: for the scripts)
-from jaxopt_cmp.progress import ProgressBar as Progress  # noqa: F401  (the scripts' bar: one home)
-from jaxopt_cmp.runtime import use_all_cores
+
+class State:
+    """What a run has written so far, for the message of an interrupted run."""
+
+    results: Path | None = None
+    worker: bool = False  # a process other than 0 of several: prints and writes nothing
+    running: bool = False  # run_main has started: an interrupt unwinds (output directories close)
+    interrupted: bool = False  # Ctrl-C arrived (kept even where a library swallowed the exception)
+
+
+def _on_sigint(signum, frame) -> None:
+    """Ctrl-C. Before :func:`run_main` nothing is written: one line, status 130, at once (a
+    KeyboardInterrupt inside half-done imports printed a traceback or crashed the interpreter).
+    After, the KeyboardInterrupt unwinds as usual; the flag stays set because a library can swallow
+    the exception (jax's gc callback ignores it: a Ctrl-C during its import was lost and the run
+    completed with status 0), and :func:`check_interrupted` raises it again."""
+    State.interrupted = True
+    if not State.running:
+        sys.stderr.write(f"\n{Path(sys.argv[0]).name}: interrupted before starting; nothing was written\n")
+        os._exit(130)
+    raise KeyboardInterrupt
+
+
+# Installed before anything heavy is imported: also where the parent ignores SIGINT (a background
+# job, some CI runners), which would make Ctrl-C a no-op.
+signal.signal(signal.SIGINT, _on_sigint)
+
+from jaxopt_cmp.checks import ConfigError, MissingExtra, import_extra  # noqa: E402, F401  (import_extra: for the scripts)
+from jaxopt_cmp.progress import ProgressBar as Progress  # noqa: E402, F401  (the scripts' bar: one home)
+from jaxopt_cmp.runtime import use_all_cores  # noqa: E402
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
 # Flags that change what is trained (refused with --from, which only re-renders).
@@ -451,11 +478,11 @@ def write_pages(out: Path, summary: str | None = None) -> list[Path]:
     return paths + [write_report(out)]
 
 
-class State:
-    """What a run has written so far, for the message of an interrupted run."""
-
-    results: Path | None = None
-    worker: bool = False  # a process other than 0 of several: prints and writes nothing
+def check_interrupted() -> None:
+    """Raises KeyboardInterrupt if Ctrl-C arrived, even where the exception was swallowed: the
+    scripts call it before they write results."""
+    if State.interrupted:
+        raise KeyboardInterrupt
 
 
 def _interrupted(prog: str) -> None:
@@ -476,10 +503,11 @@ def run_main(prog: str, main, parser: Parser | None = None) -> None:
     an exit status (2 usage, 130 interrupted, 1 otherwise)."""
     from jaxopt_cmp.results import ResultsError
 
-    # A parent that ignores SIGINT (a background job, some CI runners) would make Ctrl-C a no-op.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGINT, _on_sigint)
+    State.running = True
     try:
         main()
+        check_interrupted()  # swallowed after the scripts' last check: still status 130
     except ConfigError as err:
         parser = parser or Parser.last
         flag = parser.flag_of(err.setting) if parser is not None else None

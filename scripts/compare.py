@@ -51,6 +51,7 @@ def main(argv=None) -> None:
         result = train(cfg, data, args)
         summary = f"{report.final_table(result)}\n{_cli.timing_line(result.timing, args.framework)}"
         print(summary)
+        _cli.check_interrupted()
         _cli.State.results = save_result(result, out.path, framework=args.framework)
         written = [_cli.State.results]
         if not args.no_plots:

@@ -131,6 +131,7 @@ def main(argv=None) -> None:
             summary["subsample"]["check"] = subsample_check(diag, sizes)
         summary["timing"].update(total_s=time.perf_counter() - wall, total_cpu_s=time.process_time() - cpu)
         # The measurements first, each file whole or absent: the findings are derived from them.
+        _cli.check_interrupted()
         atomic_write_bytes(out.path / "diagnostics.json", dumps(summary).encode())
         arrays = {f"{n}/{f}": getattr(r, f) for n, r in diag.runs.items() for f in r._fields}
         buf = io.BytesIO()

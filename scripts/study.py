@@ -16,10 +16,9 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cli  # noqa: E402
+import numpy as np  # noqa: E402  (after _cli: its Ctrl-C handler first)
 
 PROG = "study.py"
 DEFAULT_LRS = ",".join(f"{v:.3g}" for v in np.logspace(-4, 0, 9))
@@ -122,6 +121,7 @@ def main(argv=None) -> None:
             f"{_cli.timing_line(t)}, train {t['train_s']:.2f} s ({rate:,.0f} model-steps/s), "
             f"peak RSS {t['peak_rss_mb']:.0f} MB"
         )
+        _cli.check_interrupted()
         _cli.State.results = save_result(result, out.path, target=target)
         print(f"wrote {_cli.State.results}")
         paths = report_study(result, out.path, target, not args.no_plots)

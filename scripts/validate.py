@@ -59,6 +59,12 @@ def parse_args(argv=None):
     p.add_argument("--skip-study", action="store_true", help="skip the whole-run comparison")
     quick = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in QUICK.items())
     p.add_argument("--quick", action="store_true", help=f"fast defaults: {quick}")
+    p.add_argument(
+        "--max-memory",
+        type=float,
+        default=None,
+        help="refuse settings whose estimated memory exceeds this many GB (default: 80%% of available)",
+    )
     p.add_argument("--out", default=None, help="output directory (default: runs/validate-<time>)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     args = p.parse_args(argv)
@@ -86,6 +92,11 @@ def check_args(args) -> list[str]:
     check_real("margin", args.margin, 1.0, 1e6, low_open=True)
     check_real("alpha", args.alpha, 0.0, 0.5, low_open=True)
     check_real("tolerance_scale", args.tolerance_scale, 0.0, 1e6)
+    from jaxopt_cmp.budget import check_parts
+    from torch_ref.validation import estimate_bytes
+
+    advice = "reduce --steps (the step-by-step check keeps every step's parameters)"
+    check_parts(estimate_bytes(names, args.steps), _cli.max_bytes(args), "validation", advice)
     return names
 
 
@@ -103,6 +114,7 @@ def main(argv=None) -> int:
     with claim_out_dir(args.out or _cli.default_out("validate"), args.overwrite, ALL_OUTPUTS) as out:
         print(f"output directory: {out.path}")
         report = validation.validate(names, settings, lambda line: print(f"  {line}", flush=True))
+        _cli.check_interrupted()
         text = validation.markdown(report)
         print("\n" + text)
         atomic_write_bytes(out.path / "validation.md", text.encode())

@@ -123,3 +123,61 @@ def test_an_unusable_cache_dir_is_one_line_naming_no_cache(saved, tmp_path, usag
     err = usage_error(study, ["--from", str(saved), "--no-plots", "--cache-dir", cache])
     assert "--cache-dir=" in err and "--no-cache" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
+@pytest.mark.parametrize("delay, parent_ignores", [(0.3, False), (1.2, True)])
+def test_ctrl_c_in_the_first_second_exits_130_with_one_line(tmp_path, delay, parent_ignores):
+    """Issue 20: Ctrl-C during the first second printed a 25-line traceback (or crashed the
+    interpreter in half-done imports), or was swallowed and the run completed with status 0."""
+    import signal
+    import subprocess
+
+    cmd = [sys.executable, str(ROOT / "scripts" / "compare.py"), "--iters", "20000", "--hidden", "4"]
+    # An ignored signal stays ignored across exec: the child starts as under a background job.
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN if parent_ignores else signal.default_int_handler)
+    try:
+        proc = subprocess.Popen(
+            [*cmd, "--n-data", "128", "--no-plots", "--no-cache", "--out", str(tmp_path / "out")],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+    finally:
+        signal.signal(signal.SIGINT, before)
+    import time
+
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    lines = [x for x in err.splitlines() if x.strip() and "%|" not in x]  # tqdm's bar aside
+    assert len(lines) == 1 and "interrupted" in lines[0], err
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+SWALLOWED = """
+import os, signal, sys, time
+sys.path.insert(0, {scripts!r})
+import _cli
+
+def main():
+    try:  # a library that swallows KeyboardInterrupt (jax's gc callback does)
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(1)
+    except BaseException:
+        pass
+    _cli.check_interrupted()
+    print("results written")
+
+_cli.run_main("swallow.py", main)
+"""
+
+
+def test_a_swallowed_ctrl_c_still_stops_before_results_are_written():
+    import subprocess
+
+    code = SWALLOWED.format(scripts=str(ROOT / "scripts"))
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 130 and "results written" not in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stderr.strip().splitlines() == ["swallow.py: interrupted; no new results.json was written"]

@@ -180,3 +180,30 @@ def test_a_hyperparameter_named_like_a_results_column_is_refused(scratch_optimiz
     with pytest.raises(ConfigError, match=rf"w20_scratch hyperparameter.*{column}.*results columns"):
         register_optimizer(scratch_optimizer, build, {"lr": 0.1, column: 0.5}, {"lr": POSITIVE, column: POSITIVE})
     assert scratch_optimizer not in OPTIMIZERS
+
+
+def test_load_result_keeps_the_saved_grid_when_registry_defaults_change(tmp_path, scratch_optimizer):
+    """Issue 20: load_result took the hyperparameters not given explicitly from today's registry,
+    so a result reloaded after a default changed reported values its runs never used."""
+    from jaxopt_cmp.results import load_result, save_result
+
+    build = lambda lr, momentum: optax.sgd(lr, momentum=momentum)
+    register_optimizer(scratch_optimizer, build, {"lr": 1e-2, "momentum": 0.9}, {"lr": POSITIVE, "momentum": POSITIVE})
+    cfg = tiny(optimizers=(OptimizerConfig.make(scratch_optimizer, lr=[1e-2, 3e-2]),))
+    save_result(run_study(cfg), tmp_path)
+    register_optimizer(
+        scratch_optimizer, build, {"lr": 1e-2, "momentum": 0.5}, {"lr": POSITIVE, "momentum": POSITIVE}, replace=True
+    )
+    loaded, _ = load_result(tmp_path)
+    np.testing.assert_array_equal(loaded.grid[scratch_optimizer]["momentum"], [0.9, 0.9])
+    np.testing.assert_array_equal(loaded.grid[scratch_optimizer]["lr"], [1e-2, 3e-2])
+
+
+@pytest.mark.parametrize("dtype", [np.dtype("float32"), np.float64])
+def test_a_numpy_dtype_is_refused_in_one_line(dtype):
+    """Issue 20: np.dtype("float32") compared equal to "float32", was accepted, and save_result then
+    failed with no results.json written. The config takes the dtype's name only."""
+    from jaxopt_cmp.checks import ConfigError
+
+    with pytest.raises(ConfigError, match="dtype=.*expected one of float32, float64"):
+        TrainConfig(dtype=dtype)

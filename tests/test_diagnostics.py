@@ -219,7 +219,10 @@ def test_step_statistics(tiny_study):
     sgd, momentum = tiny_study.runs["sgd"], tiny_study.runs["momentum"]
     np.testing.assert_allclose(sgd.step_size_EHS[1:], 0.01, rtol=1e-10)
     assert np.all(np.isnan(sgd.step_size_EHS[0]))
-    assert np.all(momentum.step_size_EHS[1:] > 0.01)  # a momentum buffer of aligned gradients
+    # A momentum buffer of mostly aligned gradients: steps longer than lr, typically. Not every
+    # one: a minibatch gradient against the buffer shortens it (0.0098 at one point of this
+    # stream since batch indices are drawn in int32 in every x64 mode, issue 20).
+    assert np.median(momentum.step_size_EHS[1:]) > 0.02 and np.mean(momentum.step_size_EHS[1:] > 0.01) >= 0.8
     assert np.all(np.isfinite(sgd.loss_drop_EHS[1:])) and np.all(sgd.grad_norm_EHS > 0)
 
 

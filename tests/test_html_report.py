@@ -162,7 +162,7 @@ def test_compare_writes_the_page_without_plots(tmp_path):
     out = tmp_path / "cmp"
     compare.main([*TINY[:-1], "--framework", "torch", "--optimizers", "sgd,adam", "--no-plots", "--out", str(out)])
     page = Page((out / REPORT_NAME).read_text())
-    assert page.images == [] and "final MSE" in (out / "summary.txt").read_text()
+    assert page.images == [] and "final train MSE" in (out / "summary.txt").read_text()
     assert (out / "summary.txt").read_text() in page.pres
     assert dict(map(tuple, page.table("results.json")[1]["rows"]))["framework"] == "torch"
 

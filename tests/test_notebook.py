@@ -61,7 +61,7 @@ def test_frames_match_the_arrays(result):
     med = df[df.optimizer == "adam"].groupby("lr").final_mse.median()
     np.testing.assert_allclose(med.loc[0.001], np.median(result.mse_EHS["adam"][-1, 0]))
     hist = result.history_frame()
-    assert set(hist.columns) == {"optimizer", "grid_index", "seed", "step", "mse"}
+    assert set(hist.columns) == {"optimizer", "grid_index", "seed", "step", "mse", "val_mse", "test_mse"}
     assert hist.step.max() == 40
 
 

@@ -284,3 +284,15 @@ def test_study_table_shows_both_intervals_and_the_seed_note():
     assert f"[{adam.t_low:.4g}, {adam.t_high:.4g}]" in table
     assert f"[{adam.ci_low:.4g}, {adam.ci_high:.4g}]" in table
     assert adam.note() and f"note: {adam.note()}" in table
+
+
+def test_fits_gif_caps_its_frames_at_evenly_spaced_evaluations():
+    """Issue 20: --eval-every 1 over 10,000 steps made one ~0.6 MB frame per evaluation (GBs past
+    any memory budget). The animation shows at most MAX_FRAMES, first and last included."""
+    result = make_result(names=("adam",), lrs=(1e-3,), seeds=1, evals=animation.MAX_FRAMES + 37, n_data=64)
+    shown = animation.frame_evals(len(result.eval_steps))
+    assert len(shown) == animation.MAX_FRAMES and shown[0] == 0 and shown[-1] == len(result.eval_steps) - 1
+    assert np.all(np.diff(shown) >= 1) and np.diff(shown).max() <= 2
+    with Image.open(io.BytesIO(animation.fits_gif(result))) as im:
+        assert im.n_frames == animation.MAX_FRAMES
+    assert list(animation.frame_evals(5)) == [0, 1, 2, 3, 4]

@@ -87,6 +87,10 @@ def test_a_wrong_mapping_fails_the_run_with_status_1(monkeypatch, tmp_path, caps
         (["--tolerance-scale", "-1"], "--tolerance-scale"),
         (["--batch-size", "600", "--quick"], "--batch-size"),
         (["--no-such-flag"], "--no-such-flag"),
+        (["--max-memory", "0"], "--max-memory"),
+        # Issue 20: 200,000 steps passed 6 GB in 22 s; the estimate (1 x 200,000 x 4,353 x 12 B
+        # per framework, ~21 GB) is refused against a 1 GB budget before any work.
+        (["--steps", "200000", "--optimizers", "adam", "--max-memory", "1"], "--max-memory"),
     ],
 )
 def test_bad_flags_exit_2_with_one_line(argv, flag, tmp_path, usage_error):

@@ -40,6 +40,18 @@ FULL = {"steps": 1_000, "seeds": 32, "study_iters": 300, "study_n_data": 2_000}
 GROUP_BUDGET = 12_000_000
 
 
+def estimate_bytes(names: list[str], steps: int) -> dict[str, int]:
+    """Bytes the step-by-step check holds at once: every step's parameters of one compiled group
+    of JAX runs (float64 and float32) and of one torch run (both dtypes), grouped as
+    :func:`check_optimizers` groups them. They grow with ``steps``; the rest is small."""
+    from jaxopt_cmp.budget import n_params
+
+    params = n_params(parity.SEED_MODEL)
+    group = min(len(names), max(1, GROUP_BUDGET // (steps * params)))
+    per_run = steps * params * (8 + 4)
+    return {"jax trajectories": group * per_run, "torch trajectories": per_run}
+
+
 def study_config(names: list[str], study_iters: int, study_n_data: int, batch_size: int, seeds: int) -> StudyConfig:
     """The whole-run study: every name at :data:`parity.MLP_HPARAMS`, one evaluation at the end."""
     return seed_study(
