@@ -269,8 +269,7 @@ def _sharpness_text(name: str, point: dict, steps) -> list[str]:
     i = _argmax(sharp)
     top = "no finite value (diverged)" if i is None else f"max {_g(sharp[i])} at step {steps[i]}"
     lines = [
-        f"- Sharpness (top Hessian eigenvalue, full data): {_g(sharp[0])} at step 0, {_g(sharp[-1])} at the end, "
-        f"{top}."
+        f"- Sharpness (top Hessian eigenvalue, full data): {_g(sharp[0])} at step 0, {_g(sharp[-1])} at the end, {top}."
     ]
     if thr and thr["kind"] == "sharpness" and i is not None:
         lines.append(

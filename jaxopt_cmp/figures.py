@@ -111,9 +111,7 @@ def _x_limits(ax, x: np.ndarray) -> None:
     ax.set_xlim(*(10 ** np.array([lo - pad, hi + pad]) if log else (lo - pad, hi + pad)))
 
 
-def _mse_axes(
-    ax, owned: bool, series: dict, xlabel: str, title: str, ylabel: str = "full-data MSE", **line_kw
-) -> None:
+def _mse_axes(ax, owned: bool, series: dict, xlabel: str, title: str, ylabel: str = "full-data MSE", **line_kw) -> None:
     """Draws ``series[name] = (x_P, mse_PS, label, x_D, count_D)``: the median over seeds (a line),
     the 95% band when there are seeds to spread (translucent and outlined, under every line, so
     overlapping bands stay readable), and an ``x`` with the count of diverged seeds at each

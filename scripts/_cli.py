@@ -339,8 +339,15 @@ def start_processes(args, prog: str) -> None:
     where = args.coordinator or f"the coordinator {distributed.detect_launcher()} names"
     # JAX aborts a process whose peers never arrive with a C++ stack trace (after its
     # initialization_timeout); this timer ends it first, with one line.
-    timer = threading.Timer(timeout, _exit_line, (prog, f"not every process connected to {where} within {timeout:g} s "
-                                                   "(--peer-timeout): a process did not start, or the port is in use"))
+    timer = threading.Timer(
+        timeout,
+        _exit_line,
+        (
+            prog,
+            f"not every process connected to {where} within {timeout:g} s "
+            "(--peer-timeout): a process did not start, or the port is in use",
+        ),
+    )
     timer.daemon = True
     timer.start()
     try:

@@ -331,8 +331,11 @@ def test_findings_of_a_diverged_run_say_so_instead_of_crashing(tiny_study):
     findings, not ``ValueError: All-NaN slice`` after all the compute."""
     name = tiny_study.config.optimizer_names[0]
     run = tiny_study.runs[name]
-    fields = {f: np.full_like(v, np.inf if f.startswith("mse") else np.nan)
-              for f, v in run._asdict().items() if isinstance(v, np.ndarray) and v.dtype.kind == "f"}
+    fields = {
+        f: np.full_like(v, np.inf if f.startswith("mse") else np.nan)
+        for f, v in run._asdict().items()
+        if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+    }
     bad = run._replace(**fields)
     diag = tiny_study._replace(runs={**tiny_study.runs, name: bad})
     summary = diagnostics_report.diagnostics_summary(diag)

@@ -32,7 +32,11 @@ def core_only(tmp_path) -> dict:
 def run_script(env: dict, cwd: Path, *argv: str) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, str(ROOT / "scripts" / argv[0]), *argv[1:]],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=300,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=300,
     )
 
 
@@ -46,8 +50,11 @@ def test_the_hider_hides(core_only, tmp_path):
     "argv, needed_by, extra",
     [
         (("validate.py", "--quick"), "validating against torch", "torch"),
-        (("compare.py", "--framework", "torch", "--iters", "10", "--eval-every", "5", "--out", "out"),
-         "--framework torch", "torch"),
+        (
+            ("compare.py", "--framework", "torch", "--iters", "10", "--eval-every", "5", "--out", "out"),
+            "--framework torch",
+            "torch",
+        ),
     ],
     ids=["validate", "compare-torch"],
 )

@@ -127,7 +127,7 @@ def hand_made(val_prefers: int = 1) -> StudyResult:
     cfg = seed_study(optimizers=("adam",), lr=[1e-2, 1e-1], seeds=3, n_data=32, **TINY)
     e = len(cfg.train.eval_steps)
     train = np.broadcast_to(np.array([0.01, 0.02])[None, :, None], (e, 2, 3)).copy()
-    val = np.broadcast_to(np.array([0.05, 0.03])[::1 if val_prefers else -1][None, :, None], (e, 2, 3)).copy()
+    val = np.broadcast_to(np.array([0.05, 0.03])[:: 1 if val_prefers else -1][None, :, None], (e, 2, 3)).copy()
     test = np.broadcast_to(np.array([0.06, 0.04])[None, :, None], (e, 2, 3)) * np.array([1.0, 1.1, 1.2])
     return StudyResult(
         config=cfg,

@@ -151,7 +151,9 @@ def test_a_killed_process_stops_the_survivor_within_the_bound(tmp_path, host_dev
     procs = [
         _start(
             [sys.executable, STUDY, *long, *flags, "--process-id", str(i), "--out", str(tmp_path / f"o{i}")],
-            tmp_path / f"log{i}.txt", env, tmp_path,
+            tmp_path / f"log{i}.txt",
+            env,
+            tmp_path,
         )  # fmt: skip
         for i in range(2)
     ]
@@ -188,8 +190,12 @@ def test_a_peer_that_never_arrives_or_a_port_in_use_ends_within_the_bound(tmp_pa
         port = taken.getsockname()[1]
         flags = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--peer-timeout", str(PEER_TIMEOUT_S)]
         procs = [
-            _start([sys.executable, STUDY, *TINY, *flags, "--process-id", str(i), "--out", str(tmp_path / f"o{i}")],
-                   tmp_path / f"log{i}.txt", env, tmp_path)  # fmt: skip
+            _start(
+                [sys.executable, STUDY, *TINY, *flags, "--process-id", str(i), "--out", str(tmp_path / f"o{i}")],
+                tmp_path / f"log{i}.txt",
+                env,
+                tmp_path,
+            )  # fmt: skip
             for i in range(2)
         ]
         try:

@@ -55,11 +55,19 @@ def test_budget_rows_ranking_and_report_ks():
     ks = [1, 2, 4]
     rng = np.random.default_rng(0)
     val, test = rng.random((4, 6)), rng.random((4, 6))
-    curves = {("adam", "constant"): tuning.budget_curve(val, test, ks), ("sgd", "constant"): tuning.budget_curve(
-        val, test + 1.0, ks)}
+    curves = {
+        ("adam", "constant"): tuning.budget_curve(val, test, ks),
+        ("sgd", "constant"): tuning.budget_curve(val, test + 1.0, ks),
+    }
     rows = tuning.budget_rows(curves, ks)
-    assert [(r["optimizer"], r["k"]) for r in rows] == [("adam", 1), ("adam", 2), ("adam", 4), ("sgd", 1),
-                                                        ("sgd", 2), ("sgd", 4)]
+    assert [(r["optimizer"], r["k"]) for r in rows] == [
+        ("adam", 1),
+        ("adam", 2),
+        ("adam", 4),
+        ("sgd", 1),
+        ("sgd", 2),
+        ("sgd", 4),
+    ]
     for r in rows:
         assert r["lo"] <= r["expected_test_mse"] <= r["hi"]
     same = tuning.budget_curve(val, val, ks)  # test = validation: more budget never hurts
@@ -76,9 +84,11 @@ def test_tuning_budget_figure_draws_one_line_per_optimizer_and_schedule():
     ks = [1, 2, 4]
     rng = np.random.default_rng(1)
     val, test = rng.random((4, 5)) + 0.1, rng.random((4, 5)) + 0.1
-    curves = {("adam", "constant"): tuning.budget_curve(val, test, ks),
-              ("adam", "cosine"): tuning.budget_curve(val, test * 2, ks),
-              ("sgd", "constant"): tuning.budget_curve(np.where(val > 0.5, np.inf, val), test, ks)}
+    curves = {
+        ("adam", "constant"): tuning.budget_curve(val, test, ks),
+        ("adam", "cosine"): tuning.budget_curve(val, test * 2, ks),
+        ("sgd", "constant"): tuning.budget_curve(np.where(val > 0.5, np.inf, val), test, ks),
+    }
     fig = tuning_budget_figure(tuning.budget_rows(curves, ks))
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
