@@ -436,7 +436,14 @@ def setup_jax(args) -> None:
             raise ConfigError("cache_dir", "''", "expected a directory path (or --no-cache)")
         path = args.cache_dir or default_cache_dir()
         if not _writable_dir(path):
-            raise ConfigError("cache_dir", str(path), "expected a writable directory (pass --no-cache to run without)")
+            if args.cache_dir:  # the user's choice: refused
+                raise ConfigError(
+                    "cache_dir", str(path), "expected a writable directory (pass --no-cache to run without)"
+                )
+            # The default location (a read-only home, say): run without the cache, as JAX would, in one line.
+            print(f"note: no compilation cache: {path} is not writable (choose one with --cache-dir, or --no-cache)",
+                  file=sys.stderr)  # fmt: skip
+            return
         use_compilation_cache(path)
 
 

@@ -125,6 +125,17 @@ def test_an_unusable_cache_dir_is_one_line_naming_no_cache(saved, tmp_path, usag
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
 
 
+def test_an_unwritable_default_cache_location_runs_without_the_cache(saved, tmp_path, monkeypatch, capsys):
+    """The default location (no --cache-dir) unusable, e.g. a read-only home: one note line and the
+    script runs without the cache (JAX itself only warns), instead of refusing every script."""
+    (tmp_path / "f").write_text("")
+    monkeypatch.setenv("JAXOPT_CMP_CACHE_DIR", str(tmp_path / "f" / "cache"))
+    study.main(["--from", str(saved), "--no-plots"])
+    err = capsys.readouterr().err
+    assert "note: no compilation cache:" in err and "--cache-dir" in err and "not writable" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f"]
+
+
 @pytest.mark.parametrize("delay, parent_ignores", [(0.3, False), (1.2, True)])
 def test_ctrl_c_in_the_first_second_exits_130_with_one_line(tmp_path, delay, parent_ignores):
     """Issue 20: Ctrl-C during the first second printed a 25-line traceback (or crashed the
