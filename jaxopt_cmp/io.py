@@ -43,6 +43,17 @@ def atomic_write_bytes(path: str | os.PathLike, payload: bytes) -> Path:
     return path
 
 
+def atomic_write_npz(path: str | os.PathLike, **arrays) -> Path:
+    """A compressed ``.npz`` of ``arrays``, written whole or not at all (:func:`atomic_write_bytes`)."""
+    import io
+
+    import numpy as np
+
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return atomic_write_bytes(path, buf.getvalue())
+
+
 def read_npz(path: str | os.PathLike) -> dict:
     """Every array of an ``.npz`` file, read in full (no pickles). ``OSError`` if it cannot be
     opened; ``ValueError`` naming what went wrong for anything else: a truncated or corrupt file

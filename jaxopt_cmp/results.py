@@ -23,7 +23,7 @@ import numpy as np
 
 from jaxopt_cmp.checks import ConfigError, import_extra
 from jaxopt_cmp.config import StudyConfig, study_from_dict, to_dict
-from jaxopt_cmp.io import Table, atomic_write_bytes, dumps, json_restore, read_npz  # noqa: F401  (re-exported)
+from jaxopt_cmp.io import Table, atomic_write_bytes, atomic_write_npz, dumps, json_restore, read_npz  # noqa: F401  (re-exported)
 
 SCHEMA = "jaxopt_cmp.results/3"  # 3: validation and test MSE
 OLD_SCHEMAS = ("jaxopt_cmp.results/1", "jaxopt_cmp.results/2")
@@ -265,9 +265,7 @@ def save_result(
             arrays[f"pred_EHN/{n}"] = result.pred_EHN[n]
         for k, v in result.grid[n].items():
             arrays[f"grid_H/{n}/{k}"] = np.asarray(v, np.float64)
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(out / "arrays.npz", buf.getvalue())
+    atomic_write_npz(out / "arrays.npz", **arrays)
     columns = [
         "optimizer",
         "grid_index",

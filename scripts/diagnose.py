@@ -13,7 +13,6 @@ spectra included), diag_*.png figures and report.html (every file on one offline
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import sys
 import time
@@ -59,12 +58,8 @@ def parse_args(argv=None):
         help=f"data points of the exact spectrum: every N/n-th in order of x (default: {SUBSAMPLE}, "
         "or --n-data if smaller)",
     )
-    p.add_argument(
-        "--lanczos-iters",
-        type=int,
-        default=LANCZOS_ITERS,
-        help="Hessian-vector products per sharpness estimate (default: %(default)s)",
-    )
+    lanczos = "Hessian-vector products per sharpness estimate (default: %(default)s)"
+    p.add_argument("--lanczos-iters", type=int, default=LANCZOS_ITERS, help=lanczos)
     p.add_argument(
         "--check-subsample",
         default=None,
@@ -101,17 +96,15 @@ def build(args):
 def main(argv=None) -> None:
     args = parse_args(argv)
     cfg, sizes = build(args)
-    import jax
-
     if args.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
-    import numpy as np
+        import jax
 
+        jax.config.update("jax_enable_x64", True)
     from jaxopt_cmp.diagnostics import run_diagnostics, subsample_check
     from jaxopt_cmp.diagnostics_report import diagnostics_figures, diagnostics_summary, findings_markdown
     from jaxopt_cmp.figures import save_figures
     from jaxopt_cmp.html_report import write_report
-    from jaxopt_cmp.io import atomic_write_bytes, claim_out_dir, dumps
+    from jaxopt_cmp.io import atomic_write_bytes, atomic_write_npz, claim_out_dir, dumps
     from jaxopt_cmp.results import OUTPUTS
 
     with claim_out_dir(args.out or _cli.default_out("diagnose"), args.overwrite, OUTPUTS) as out:
@@ -134,9 +127,8 @@ def main(argv=None) -> None:
         _cli.check_interrupted()
         atomic_write_bytes(out.path / "diagnostics.json", dumps(summary).encode())
         arrays = {f"{n}/{f}": getattr(r, f) for n, r in diag.runs.items() for f in r._fields}
-        buf = io.BytesIO()
-        np.savez_compressed(buf, eval_steps=diag.eval_steps, spectrum_steps=diag.spectrum_steps, **arrays)
-        atomic_write_bytes(out.path / "diagnostics.npz", buf.getvalue())
+        arrays.update(eval_steps=diag.eval_steps, spectrum_steps=diag.spectrum_steps)
+        atomic_write_npz(out.path / "diagnostics.npz", **arrays)
         text = findings_markdown(summary)
         atomic_write_bytes(out.path / "diagnostics.md", text.encode())
         written = [out.path / name for name in WRITES]
