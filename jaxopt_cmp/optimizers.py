@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from jaxopt_cmp.checks import ConfigError, check_real
+from jaxopt_cmp.schedules import DEFAULTS as SCHEDULE_DEFAULTS
 
 if TYPE_CHECKING:
     import optax as _optax
@@ -211,6 +212,7 @@ def _check_bounds(name: str, key: str, interval) -> None:
 RESERVED_NAMES = frozenset(
     {"optimizer", "grid_index", "seed", "schedule", "step", "mse", "val_mse", "test_mse", "final_mse"}
     | {"final_val_mse", "final_test_mse", "diverged_at", "steps_to_target"}
+    | set(SCHEDULE_DEFAULTS)  # a schedule's parameters share the grid with the optimizer's
 )
 
 
@@ -218,7 +220,8 @@ def _check_row(row: OptimizerDef) -> None:
     """The rules :func:`register_optimizer` states, for a row whose name is already accepted."""
     for key in row.defaults:
         if key in RESERVED_NAMES:
-            allowed = f"expected a name other than the results columns {', '.join(sorted(RESERVED_NAMES))}"
+            names = ", ".join(sorted(RESERVED_NAMES))
+            allowed = f"expected a name other than the results columns and schedule parameters {names}"
             raise ConfigError(f"{row.name} hyperparameter", key, allowed)
     if not callable(row.build):
         raise ConfigError(f"{row.name} build", row.build, "expected a callable taking the hyperparameters")

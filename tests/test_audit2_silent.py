@@ -171,7 +171,9 @@ def test_a_registered_default_is_checked_in_the_run_dtype(scratch_optimizer):
     tiny(optimizers=(OptimizerConfig.make(scratch_optimizer, lr=[1e-3], eps=[1e-8]),))  # swept: the default is unused
 
 
-@pytest.mark.parametrize("column", ["seed", "final_mse", "grid_index", "optimizer", "steps_to_target"])
+@pytest.mark.parametrize(
+    "column", ["seed", "final_mse", "grid_index", "optimizer", "steps_to_target", "val_mse", "schedule", "warmup"]
+)
 def test_a_hyperparameter_named_like_a_results_column_is_refused(scratch_optimizer, column):
     """Issue 20: a hyperparameter named seed or final_mse overwrote that column in runs.csv / to_frame()."""
     from jaxopt_cmp.checks import ConfigError
