@@ -46,16 +46,17 @@ class StudyOutput(NamedTuple):
     test_EHS: dict[str, np.ndarray]
 
 
-def seed_keys(seed: int, n_seeds: int) -> jax.Array:
-    """Seed ``i``'s key is ``fold_in(key(seed), i)``: independent of how many seeds run."""
-    return _seed_keys(np.uint32(seed), n_seeds, None)  # one small program per seed count, any seed
+def seed_keys(seed: int, n_seeds: int, offset: int = 0) -> jax.Array:
+    """Seed ``i``'s key is ``fold_in(key(seed), offset + i)``: independent of how many seeds run,
+    so seeds ``offset..offset + n_seeds - 1`` of a shard are those seeds of the whole study."""
+    return _seed_keys(np.uint32(seed), np.int32(offset), n_seeds, None)  # one program per seed count
 
 
-@partial(jax.jit, static_argnums=(1, 2))
-def _seed_keys(seed: jax.Array, n_seeds: int, groups: int | None) -> jax.Array:
+@partial(jax.jit, static_argnums=(2, 3))
+def _seed_keys(seed: jax.Array, offset: jax.Array, n_seeds: int, groups: int | None) -> jax.Array:
     """The keys ``(S,)``, or grouped ``(J, K)`` as :func:`group_keys` groups them."""
     root = jax.random.key(seed)  # a uint32 seed gives the key of the same Python int (tested)
-    keys_S = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(n_seeds))
+    keys_S = jax.vmap(lambda i: jax.random.fold_in(root, i))(offset + jnp.arange(n_seeds, dtype=jnp.int32))
     return keys_S if groups is None else keys_S.reshape(-1, groups).T
 
 
@@ -298,7 +299,7 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     check_runnable(cfg, data, max_bytes, 1 if plan is None else len(plan.lanes))
     check_same_on_every_process(cfg, data)
     key = _shape_key(cfg, data, plan)
-    keys_JK = shard_seeds(_seed_keys(np.uint32(cfg.seed), cfg.seeds, groups), mesh, axis=1)
+    keys_JK = shard_seeds(_seed_keys(np.uint32(cfg.seed), np.int32(cfg.seed_offset), cfg.seeds, groups), mesh, axis=1)
     grid = grid_arrays(cfg)
     extra = _data_args(cfg, data)
     compile_s = setup_s = 0.0
@@ -428,4 +429,4 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
         return collect(cfg, carry, evals, prepared.unravel, prepared.plan)[0]
 
     run.memory_analysis = chunk.memory_analysis  # the training loop's XLA buffers (bench.py reads it)
-    return run, seed_keys(cfg.seed, cfg.seeds), prepared.grid, prepared.timing["compile_s"]
+    return run, seed_keys(cfg.seed, cfg.seeds, cfg.seed_offset), prepared.grid, prepared.timing["compile_s"]

@@ -44,6 +44,7 @@ TRAINING_FLAGS = (
     "lrs",
     "framework",
     "max_memory",
+    "shard",
 )
 
 
@@ -286,6 +287,24 @@ def add_process_args(p: Parser) -> None:
 
 
 PROCESS_FLAGS = ("coordinator", "num_processes", "process_id")
+
+
+def parse_shard(text: str, environ=os.environ) -> tuple[int, int]:
+    """``--shard I/N`` -> ``(I, N)``; ``auto``: a SLURM job array's task (its index within the
+    array, from ``SLURM_ARRAY_TASK_ID``, ``_MIN``, ``_STEP``) of ``SLURM_ARRAY_TASK_COUNT``."""
+    if text == "auto":
+        env = {k: environ.get(f"SLURM_ARRAY_TASK_{k}") for k in ("ID", "COUNT", "MIN", "STEP")}
+        try:
+            task, count = int(env["ID"]), int(env["COUNT"])
+            first, step = int(env["MIN"] or 0), int(env["STEP"] or 1)
+        except (TypeError, ValueError):
+            found = f"SLURM_ARRAY_TASK_ID={env['ID']}, SLURM_ARRAY_TASK_COUNT={env['COUNT']}"
+            raise ConfigError("shard", "auto", f"expected a SLURM job array's integer variables ({found})") from None
+        return (task - first) // max(step, 1), count
+    index, sep, count = text.partition("/")
+    if not (sep and index.strip().isdigit() and count.strip().isdigit()):
+        raise ConfigError("shard", text, "expected I/N (part I of N, I in 0..N-1) or auto")
+    return int(index), int(count)
 
 
 def start_processes(args, prog: str) -> None:
