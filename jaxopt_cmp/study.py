@@ -232,12 +232,20 @@ def call_interruptibly(fn, *args, poll_s: float = 0.05):
 AHEAD = 1  # chunks dispatched beyond the one running
 
 
-def train(chunk: Callable, carry: Carry, first: Evaluation, eval_steps, progress=None):
-    """Every chunk of a study from ``carry``: ``(final carry, evaluations)``. Chunks are dispatched
+def train(chunk: Callable, carry: Carry, evals: list[Evaluation], eval_steps, progress=None, checkpoint=None):
+    """Every chunk of a study after the ``len(evals) - 1`` done (``evals``: the evaluations so far,
+    from step 0) from ``carry``: ``(final carry, evaluations)``. Chunks are dispatched
     :data:`AHEAD` of the one being waited for, so the devices never wait for Python (a thread
-    holding the GIL, a slow progress callback); waiting is interruptible (Ctrl-C)."""
-    evals, waiting = [first], []
-    for t0, length in chunk_lengths(eval_steps):
+    holding the GIL, a slow progress callback); waiting is interruptible (Ctrl-C). At a boundary
+    where ``checkpoint.due()`` (:class:`jaxopt_cmp.checkpoint.Checkpoint`) every chunk dispatched is
+    waited for and the state saved before the next chunk takes (donates) the carry."""
+    evals, waiting, start = list(evals), [], len(evals)
+    for t0, length in chunk_lengths(eval_steps)[start - 1 :]:
+        if checkpoint is not None and len(evals) > start and checkpoint.due():  # a chunk trained since
+            for ev, step in waiting:
+                _wait(ev, step, progress)
+            waiting = []
+            checkpoint.save(len(evals) - 1, carry.runs, evals)
         carry, ev = chunk(carry, np.int32(t0), np.int32(length))
         evals.append(ev)
         waiting.append((ev, t0 + length))
@@ -278,13 +286,21 @@ class PreparedStudy:
         """Seed 0's initial parameters (every optimizer of seed 0 starts from them)."""
         return self.unravel(np.asarray(self.initial_flat))
 
-    def run(self, progress: Callable[[int], None] | None = None) -> StudyResult:
-        """Trains every run; ``progress(steps_done)`` is called after each evaluation interval."""
+    def run(self, progress: Callable[[int], None] | None = None, checkpoint=None) -> StudyResult:
+        """Trains every run; ``progress(steps_done)`` is called after each evaluation interval.
+        ``checkpoint`` (:class:`jaxopt_cmp.checkpoint.Checkpoint`) saves the state at evaluation
+        boundaries; one that was loaded resumes from its boundary (bit-identical results)."""
         if self.carry is None:
             raise RuntimeError("this PreparedStudy has already run; prepare it again")
         carry, self.carry = self.carry, None
         start = time.perf_counter()
-        carry, evals = train(self.chunk, carry, self.first, self.config.train.eval_steps, progress)
+        evals = [self.first]
+        if checkpoint is not None and checkpoint.state is not None:
+            runs, evals = checkpoint.restore(carry.runs, self.first)
+            carry = carry._replace(runs=runs)
+            if progress is not None:
+                progress(self.config.train.eval_steps[len(evals) - 1])
+        carry, evals = train(self.chunk, carry, evals, self.config.train.eval_steps, progress, checkpoint)
         timing = {**self.timing, "train_s": time.perf_counter() - start}
         return to_result(self.config, carry, evals, self.grid, timing, self.unravel, self.plan, self.placement)
 
@@ -425,7 +441,7 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
         keys_JK = group_keys(keys_S, groups, seed_mesh(keys_S.shape[0], groups))
         extra = _data_args(cfg, data)
         carry, first = init_exec(keys_JK, grid, *extra)
-        carry, evals = train(chunk, carry, first, cfg.train.eval_steps, progress)
+        carry, evals = train(chunk, carry, [first], cfg.train.eval_steps, progress)
         return collect(cfg, carry, evals, prepared.unravel, prepared.plan)[0]
 
     run.memory_analysis = chunk.memory_analysis  # the training loop's XLA buffers (bench.py reads it)

@@ -389,9 +389,10 @@ def _exit_line(prog: str, message: str) -> None:
     os._exit(EXIT_FAILED)
 
 
-def out_dir(args, script: str, outputs: tuple[str, ...]):
-    """The output directory, claimed (``claim_out_dir``); a worker process gets a scratch directory
-    that is removed at the end, so only process 0 writes into ``--out``."""
+def out_dir(args, script: str, outputs: tuple[str, ...], overwrite: bool | None = None):
+    """The output directory, claimed (``claim_out_dir``; ``overwrite`` default ``--overwrite``); a
+    worker process gets a scratch directory that is removed at the end, so only process 0 writes
+    into ``--out``."""
     if State.worker:
         import contextlib
         import tempfile
@@ -405,7 +406,7 @@ def out_dir(args, script: str, outputs: tuple[str, ...]):
         return scratch()
     from jaxopt_cmp.io import claim_out_dir
 
-    return claim_out_dir(args.out or default_out(script), args.overwrite, outputs)
+    return claim_out_dir(args.out or default_out(script), args.overwrite if overwrite is None else overwrite, outputs)
 
 
 def setup_jax(args) -> None:

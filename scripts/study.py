@@ -5,6 +5,7 @@
     python scripts/study.py --from runs/study-XXXX   # re-render tables and figures, no training
     python scripts/study.py --seeds 64 --shard 0/4 --out runs/s0   # part 0 of 4 (seeds 0..15); --shard auto
     python scripts/study.py --merge runs/s0 runs/s1 runs/s2 runs/s3 --out runs/all   # = one 64-seed run
+    python scripts/study.py --seeds 64 --out runs/big --resume   # continue an interrupted study, bit-identical
 
 Writes results.json, arrays.npz, runs.csv, history.csv, figures, summary.txt (the printed tables)
 and report.html (every file on one offline page) into the output directory,
@@ -61,6 +62,19 @@ def parse_args(argv=None):
         default=None,
         metavar="DIR",
         help="join the output directories of every part of one --shard study into --out (no training)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="save the training state into --out at the first evaluation boundary after every SECONDS, "
+        "for --resume; 0: never (default: %(default)s; one process only)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted study in --out from its checkpoint (same flags; bit-identical results)",
     )
     args = p.parse_args(argv)
     if args.from_dir and args.merge:
@@ -127,10 +141,16 @@ def main(argv=None) -> None:
         cfg, shard = shard_config(cfg, index, count), shard_record(cfg, index, count)
     target = default_target(cfg) if args.target_mse is None else args.target_mse
     check_real("target_mse", target, 0.0, float("inf"), low_open=True)
+    from jaxopt_cmp import checkpoint as ckpt
     from jaxopt_cmp.study import prepare_study
 
-    with _cli.out_dir(args, "study", OUTPUTS) as out:
+    args.out = args.out or str(_cli.default_out("study"))  # named now: the checkpoint lives there
+    saver = checkpoint(args, cfg, data)
+    fresh = () if args.resume else (ckpt.NAME,)  # --overwrite removes an old checkpoint, --resume keeps it
+    with _cli.out_dir(args, "study", OUTPUTS + fresh, overwrite=args.overwrite or args.resume) as out:
         print(f"output directory: {out.path}")
+        if saver is not None and saver.state is not None:
+            print(f"resuming at step {cfg.train.eval_steps[saver.state[0]]} from {saver.path}")
         if shard:
             last = cfg.seed_offset + cfg.seeds - 1
             print(f"shard {shard['index']}/{shard['count']}: seeds {cfg.seed_offset}..{last} of {shard['seeds']}")
@@ -141,11 +161,13 @@ def main(argv=None) -> None:
             _cli.import_in_background("jaxopt_cmp.figures")
         bar = _cli.Progress(cfg.train.iters, f"{runs} runs")
         try:
-            result = prepared.run(progress=bar)
+            result = prepared.run(progress=bar, checkpoint=saver)
         finally:
             bar.close()
         t = result.timing
         t["peak_rss_mb"] = peak_rss_mb()
+        if saver is not None and saver.saves:
+            t["checkpoint_s"] = saver.save_s
         result.shard = shard
         rate = runs * cfg.train.iters / t["train_s"]
         print(
@@ -154,8 +176,35 @@ def main(argv=None) -> None:
         )
         _cli.State.results = save_result(result, out.path, target=target)
         print(f"wrote {_cli.State.results}")
+        if saver is not None:
+            saver.remove()
         paths = report_study(result, out.path, target, not args.no_plots)
         print("".join(f"wrote {f}\n" for f in paths), end="")
+
+
+def checkpoint(args, cfg, data):
+    """The study's :class:`~jaxopt_cmp.checkpoint.Checkpoint` in ``--out`` (loaded with
+    ``--resume``, refused if it is another study's: before compiling), or None (never saved: 0
+    seconds, or several processes)."""
+    import jax
+
+    from jaxopt_cmp.checkpoint import NAME, Checkpoint, study_digest
+    from jaxopt_cmp.checks import check_real
+
+    every = check_real("checkpoint_every", args.checkpoint_every, 0.0, float("inf"))
+    if args.resume and (jax.process_count() > 1 or not args.out or not (Path(args.out) / NAME).is_file()):
+        allowed = (
+            "expected one process (checkpoints are written by one process)"
+            if jax.process_count() > 1
+            else f"expected --out naming an interrupted study's directory (one holding {NAME})"
+        )
+        raise _cli.ConfigError("resume", args.out or "(no --out)", allowed)
+    if jax.process_count() > 1 or (every == 0 and not args.resume) or _cli.State.worker:
+        return None
+    saver = Checkpoint(args.out, study_digest(cfg, data), every)
+    if args.resume:
+        saver.load()
+    return saver
 
 
 def merge(args) -> None:
