@@ -62,6 +62,10 @@ NOT_RUN = {
         "needs both parts' directories (each command runs in a scratch directory of its own); "
         "tests/test_shards.py merges them and compares with one run"
     ),
+    "python scripts/study.py --seeds 2 --iters 400 --eval-every 20 --hidden 8 --n-data 128 --no-plots "
+    "--out runs/resumable --resume": (
+        "needs an interrupted study's checkpoint; tests/test_resume.py SIGKILLs a study and resumes it"
+    ),
     "python tests/mutation/run.py": "the mutation check: tens of minutes (tests/mutation/last_result.md)",
 }
 
