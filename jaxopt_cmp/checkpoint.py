@@ -70,6 +70,7 @@ class Checkpoint:
         self.last = clock()
         self.state: tuple[int, list[np.ndarray], list[np.ndarray]] | None = None
         self.saves, self.save_s = 0, 0.0
+        self._host_evals: list = []  # evaluations already brought to the host (they never change)
 
     def exists(self) -> bool:
         return self.path.exists()
@@ -99,7 +100,8 @@ class Checkpoint:
         """Writes ``done`` (chunks trained), every run's state and ``evals`` atomically."""
         start = time.perf_counter()
         runs_leaves = jax.tree_util.tree_leaves(to_host(_keyless(runs)))
-        eval_leaves = jax.tree_util.tree_leaves(to_host(evals))
+        self._host_evals += to_host(evals[len(self._host_evals) :])
+        eval_leaves = jax.tree_util.tree_leaves(self._host_evals[: len(evals)])
         meta = {"format": FORMAT, "digest": self.digest, "done": done, "runs": len(runs_leaves)}
         meta["evals"] = len(eval_leaves)
         arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
