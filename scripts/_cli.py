@@ -45,6 +45,8 @@ TRAINING_FLAGS = (
     "framework",
     "max_memory",
     "shard",
+    "checkpoint_every",
+    "resume",
 )
 
 

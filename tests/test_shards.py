@@ -123,6 +123,8 @@ def test_bad_shard_flags_are_refused_before_training(tmp_path, usage_error, monk
     )
     err = usage_error(study, ["--merge", str(tmp_path), "--seeds", "8", *out])
     assert "joins saved shards; training flags (--seeds) do not apply" in err
+    err = usage_error(study, ["--merge", str(tmp_path), "--resume", *out])
+    assert "training flags (--resume) do not apply" in err
     assert not (tmp_path / "x").exists()
 
 
