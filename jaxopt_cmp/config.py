@@ -200,8 +200,11 @@ def _default_optimizers() -> tuple[OptimizerConfig, ...]:
 class StudyConfig:
     """Everything a run needs: optimizers (each with an H-point grid) x ``seeds`` seeds.
 
-    Seed ``i`` of a study uses ``fold_in(key(seed), i)``, which sets its data noise, initial
-    weights and batch stream; every optimizer and grid point of that seed shares them (paired).
+    Seed ``i`` of a study uses ``fold_in(key(seed), seed_offset + i)``, which sets its data noise,
+    initial weights and batch stream; every optimizer and grid point of that seed shares them
+    (paired). ``seed_offset`` (the global index of this study's first seed, 0 unless it is one
+    shard of a larger study: :mod:`jaxopt_cmp.shards`) makes a shard's seeds the same seeds as in
+    the whole study.
     """
 
     optimizers: tuple[OptimizerConfig, ...] = field(default_factory=_default_optimizers)
@@ -211,6 +214,7 @@ class StudyConfig:
     seed: int = 0
     seeds: int = 1
     record_predictions: bool = True
+    seed_offset: int = 0
 
     def __post_init__(self):
         opts = self.optimizers
@@ -234,6 +238,8 @@ class StudyConfig:
         # jax.random.key takes 32 bits: larger seeds would silently alias smaller ones.
         object.__setattr__(self, "seed", check_int("seed", self.seed, low=0, high=MAX_SEED))
         object.__setattr__(self, "seeds", check_int("seeds", self.seeds, high=MAX_INT32))
+        offset = check_int("seed_offset", self.seed_offset, low=0, high=MAX_INT32 - self.seeds)
+        object.__setattr__(self, "seed_offset", offset)  # seed indices are int32 in the compiled run
         for o in self.optimizers:
             check_representable(o, self.train.dtype)
             for w in dict(o.hparams).get("warmup", ()):
@@ -312,4 +318,5 @@ def study_from_dict(d: Mapping, grids: Mapping[str, Mapping] | None = None) -> S
         seed=d["seed"],
         seeds=d["seeds"],
         record_predictions=d["record_predictions"],
+        seed_offset=d.get("seed_offset", 0),  # results saved before shards: 0
     )

@@ -315,7 +315,7 @@ def run_diagnostics(
                 "data", f"x{data.x.shape}", f"expected x ({cfg.data.n_data}, {cfg.model.xdim}) and y (N, 1)"
             )
         data = Data(jnp.asarray(data.x, dtype), jnp.asarray(data.y, dtype))
-    keys_S = seed_keys(cfg.seed, cfg.seeds) if keys_S is None else keys_S
+    keys_S = seed_keys(cfg.seed, cfg.seeds, cfg.seed_offset) if keys_S is None else keys_S
     grid = {o.name: {k: jnp.asarray(v, dtype) for k, v in o.grid().items()} for o in cfg.optimizers}
     init, chunk, evaluate, snapshot, loss = make_diagnostics_fns(cfg, lanczos_iters)
     extra = () if data is None else (data,)

@@ -67,7 +67,8 @@ class StudyResult:
 
     ``grid[name][hp]`` holds every hyperparameter's values at the user's exact values (float64).
     ``x_N``/``y_N`` are seed 0's data and ``pred_EHN`` seed 0's predictions (empty when the config
-    does not record them), for plots. ``diverged_at_HS`` is -1 for runs that stayed finite.
+    does not record them), for plots (a shard's: its first seed's). ``diverged_at_HS`` is -1 for
+    runs that stayed finite.
     ``mse_EHS`` is the training (full-data) MSE; ``val_mse_EHS``/``test_mse_EHS`` the validation and
     test MSE (read them through :meth:`heldout`: NaN where there was no held-out set).
     """
@@ -85,6 +86,7 @@ class StudyResult:
     versions: dict[str, str] = field(default_factory=dict)
     val_mse_EHS: dict[str, np.ndarray] = field(default_factory=dict)
     test_mse_EHS: dict[str, np.ndarray] = field(default_factory=dict)
+    shard: dict = field(default_factory=dict)  # which part of a larger study (jaxopt_cmp.shards); {}: whole
 
     @property
     def final_mse_HS(self) -> dict[str, np.ndarray]:
@@ -149,6 +151,7 @@ class StudyResult:
         target = default_target(self.config) if target is None else target
         hp_names = hparam_columns(self)
         schedule = {o.name: getattr(o, "schedule", "constant") for o in self.config.optimizers}
+        first = self.config.seed_offset  # a shard's seeds keep their index in the whole study
         for name, mse_EHS in self.mse_EHS.items():
             div_HS = self.diverged_at_HS[name]
             val_HS, test_HS = self.heldout("val", name)[-1], self.heldout("test", name)[-1]
@@ -159,7 +162,7 @@ class StudyResult:
                     yield {
                         "optimizer": name,
                         "grid_index": h,
-                        "seed": s,
+                        "seed": first + s,
                         "schedule": schedule.get(name, "constant"),
                         **hp,
                         "final_mse": float(mse_EHS[-1, h, s]),
@@ -171,6 +174,7 @@ class StudyResult:
 
     def history_rows(self) -> Iterator[dict]:
         """One dict per run and evaluation step: the ``history.csv`` rows."""
+        first = self.config.seed_offset
         for name, mse_EHS in self.mse_EHS.items():
             val_EHS, test_EHS = self.heldout("val", name), self.heldout("test", name)
             for h in range(mse_EHS.shape[1]):
@@ -179,7 +183,7 @@ class StudyResult:
                         yield {
                             "optimizer": name,
                             "grid_index": h,
-                            "seed": s,
+                            "seed": first + s,
                             "step": int(step),
                             "mse": float(mse_EHS[e, h, s]),
                             "val_mse": float(val_EHS[e, h, s]),
@@ -244,7 +248,7 @@ def summary(result: StudyResult, framework: str = "jax") -> dict:
             for e, step in enumerate(result.eval_steps)
         },
         "timing": result.timing,
-    }
+    } | ({"shard": result.shard} if result.shard else {})
 
 
 def save_result(
@@ -374,6 +378,7 @@ def load_result(out: str | os.PathLike) -> tuple[StudyResult, dict]:
             versions=doc["versions"],
             val_mse_EHS=held("val_mse_EHS"),
             test_mse_EHS=held("test_mse_EHS"),
+            shard=doc.get("shard") or {},
         )
         _check_shapes(result)
     except (KeyError, TypeError, ConfigError, OSError, ValueError, AttributeError, EOFError) as err:

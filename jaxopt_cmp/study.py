@@ -46,16 +46,17 @@ class StudyOutput(NamedTuple):
     test_EHS: dict[str, np.ndarray]
 
 
-def seed_keys(seed: int, n_seeds: int) -> jax.Array:
-    """Seed ``i``'s key is ``fold_in(key(seed), i)``: independent of how many seeds run."""
-    return _seed_keys(np.uint32(seed), n_seeds, None)  # one small program per seed count, any seed
+def seed_keys(seed: int, n_seeds: int, offset: int = 0) -> jax.Array:
+    """Seed ``i``'s key is ``fold_in(key(seed), offset + i)``: independent of how many seeds run,
+    so seeds ``offset..offset + n_seeds - 1`` of a shard are those seeds of the whole study."""
+    return _seed_keys(np.uint32(seed), np.int32(offset), n_seeds, None)  # one program per seed count
 
 
-@partial(jax.jit, static_argnums=(1, 2))
-def _seed_keys(seed: jax.Array, n_seeds: int, groups: int | None) -> jax.Array:
+@partial(jax.jit, static_argnums=(2, 3))
+def _seed_keys(seed: jax.Array, offset: jax.Array, n_seeds: int, groups: int | None) -> jax.Array:
     """The keys ``(S,)``, or grouped ``(J, K)`` as :func:`group_keys` groups them."""
     root = jax.random.key(seed)  # a uint32 seed gives the key of the same Python int (tested)
-    keys_S = jax.vmap(lambda i: jax.random.fold_in(root, i))(jnp.arange(n_seeds))
+    keys_S = jax.vmap(lambda i: jax.random.fold_in(root, i))(offset + jnp.arange(n_seeds, dtype=jnp.int32))
     return keys_S if groups is None else keys_S.reshape(-1, groups).T
 
 
@@ -231,12 +232,20 @@ def call_interruptibly(fn, *args, poll_s: float = 0.05):
 AHEAD = 1  # chunks dispatched beyond the one running
 
 
-def train(chunk: Callable, carry: Carry, first: Evaluation, eval_steps, progress=None):
-    """Every chunk of a study from ``carry``: ``(final carry, evaluations)``. Chunks are dispatched
+def train(chunk: Callable, carry: Carry, evals: list[Evaluation], eval_steps, progress=None, checkpoint=None):
+    """Every chunk of a study after the ``len(evals) - 1`` done (``evals``: the evaluations so far,
+    from step 0) from ``carry``: ``(final carry, evaluations)``. Chunks are dispatched
     :data:`AHEAD` of the one being waited for, so the devices never wait for Python (a thread
-    holding the GIL, a slow progress callback); waiting is interruptible (Ctrl-C)."""
-    evals, waiting = [first], []
-    for t0, length in chunk_lengths(eval_steps):
+    holding the GIL, a slow progress callback); waiting is interruptible (Ctrl-C). At a boundary
+    where ``checkpoint.due()`` (:class:`jaxopt_cmp.checkpoint.Checkpoint`) every chunk dispatched is
+    waited for and the state saved before the next chunk takes (donates) the carry."""
+    evals, waiting, start = list(evals), [], len(evals)
+    for t0, length in chunk_lengths(eval_steps)[start - 1 :]:
+        if checkpoint is not None and len(evals) > start and checkpoint.due():  # a chunk trained since
+            for ev, step in waiting:
+                _wait(ev, step, progress)
+            waiting = []
+            checkpoint.save(len(evals) - 1, carry.runs, evals)
         carry, ev = chunk(carry, np.int32(t0), np.int32(length))
         evals.append(ev)
         waiting.append((ev, t0 + length))
@@ -277,13 +286,21 @@ class PreparedStudy:
         """Seed 0's initial parameters (every optimizer of seed 0 starts from them)."""
         return self.unravel(np.asarray(self.initial_flat))
 
-    def run(self, progress: Callable[[int], None] | None = None) -> StudyResult:
-        """Trains every run; ``progress(steps_done)`` is called after each evaluation interval."""
+    def run(self, progress: Callable[[int], None] | None = None, checkpoint=None) -> StudyResult:
+        """Trains every run; ``progress(steps_done)`` is called after each evaluation interval.
+        ``checkpoint`` (:class:`jaxopt_cmp.checkpoint.Checkpoint`) saves the state at evaluation
+        boundaries; one that was loaded resumes from its boundary (bit-identical results)."""
         if self.carry is None:
             raise RuntimeError("this PreparedStudy has already run; prepare it again")
         carry, self.carry = self.carry, None
         start = time.perf_counter()
-        carry, evals = train(self.chunk, carry, self.first, self.config.train.eval_steps, progress)
+        evals = [self.first]
+        if checkpoint is not None and checkpoint.state is not None:
+            runs, evals = checkpoint.restore(carry.runs, self.first)
+            carry = carry._replace(runs=runs)
+            if progress is not None:
+                progress(self.config.train.eval_steps[len(evals) - 1])
+        carry, evals = train(self.chunk, carry, evals, self.config.train.eval_steps, progress, checkpoint)
         timing = {**self.timing, "train_s": time.perf_counter() - start}
         return to_result(self.config, carry, evals, self.grid, timing, self.unravel, self.plan, self.placement)
 
@@ -298,7 +315,7 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     check_runnable(cfg, data, max_bytes, 1 if plan is None else len(plan.lanes))
     check_same_on_every_process(cfg, data)
     key = _shape_key(cfg, data, plan)
-    keys_JK = shard_seeds(_seed_keys(np.uint32(cfg.seed), cfg.seeds, groups), mesh, axis=1)
+    keys_JK = shard_seeds(_seed_keys(np.uint32(cfg.seed), np.int32(cfg.seed_offset), cfg.seeds, groups), mesh, axis=1)
     grid = grid_arrays(cfg)
     extra = _data_args(cfg, data)
     compile_s = setup_s = 0.0
@@ -424,8 +441,8 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
         keys_JK = group_keys(keys_S, groups, seed_mesh(keys_S.shape[0], groups))
         extra = _data_args(cfg, data)
         carry, first = init_exec(keys_JK, grid, *extra)
-        carry, evals = train(chunk, carry, first, cfg.train.eval_steps, progress)
+        carry, evals = train(chunk, carry, [first], cfg.train.eval_steps, progress)
         return collect(cfg, carry, evals, prepared.unravel, prepared.plan)[0]
 
     run.memory_analysis = chunk.memory_analysis  # the training loop's XLA buffers (bench.py reads it)
-    return run, seed_keys(cfg.seed, cfg.seeds), prepared.grid, prepared.timing["compile_s"]
+    return run, seed_keys(cfg.seed, cfg.seeds, cfg.seed_offset), prepared.grid, prepared.timing["compile_s"]

@@ -71,6 +71,9 @@ TRAINING_FLAGS = (
     "lrs",
     "framework",
     "max_memory",
+    "shard",
+    "checkpoint_every",
+    "resume",
 )
 
 
@@ -315,6 +318,24 @@ def add_process_args(p: Parser) -> None:
 PROCESS_FLAGS = ("coordinator", "num_processes", "process_id")
 
 
+def parse_shard(text: str, environ=os.environ) -> tuple[int, int]:
+    """``--shard I/N`` -> ``(I, N)``; ``auto``: a SLURM job array's task (its index within the
+    array, from ``SLURM_ARRAY_TASK_ID``, ``_MIN``, ``_STEP``) of ``SLURM_ARRAY_TASK_COUNT``."""
+    if text == "auto":
+        env = {k: environ.get(f"SLURM_ARRAY_TASK_{k}") for k in ("ID", "COUNT", "MIN", "STEP")}
+        try:
+            task, count = int(env["ID"]), int(env["COUNT"])
+            first, step = int(env["MIN"] or 0), int(env["STEP"] or 1)
+        except (TypeError, ValueError):
+            found = f"SLURM_ARRAY_TASK_ID={env['ID']}, SLURM_ARRAY_TASK_COUNT={env['COUNT']}"
+            raise ConfigError("shard", "auto", f"expected a SLURM job array's integer variables ({found})") from None
+        return (task - first) // max(step, 1), count
+    index, sep, count = text.partition("/")
+    if not (sep and index.strip().isdigit() and count.strip().isdigit()):
+        raise ConfigError("shard", text, "expected I/N (part I of N, I in 0..N-1) or auto")
+    return int(index), int(count)
+
+
 def start_processes(args, prog: str) -> None:
     """Starts JAX's multi-process runtime if the flags or a launcher ask for it (before any other
     JAX call). Process 0 goes on as a one-process run would; every other process prints one line,
@@ -404,9 +425,10 @@ def _exit_line(prog: str, message: str) -> None:
     os._exit(EXIT_FAILED)
 
 
-def out_dir(args, script: str, outputs: tuple[str, ...]):
-    """The output directory, claimed (``claim_out_dir``); a worker process gets a scratch directory
-    that is removed at the end, so only process 0 writes into ``--out``."""
+def out_dir(args, script: str, outputs: tuple[str, ...], overwrite: bool | None = None):
+    """The output directory, claimed (``claim_out_dir``; ``overwrite`` default ``--overwrite``); a
+    worker process gets a scratch directory that is removed at the end, so only process 0 writes
+    into ``--out``."""
     if State.worker:
         import contextlib
         import tempfile
@@ -420,7 +442,7 @@ def out_dir(args, script: str, outputs: tuple[str, ...]):
         return scratch()
     from jaxopt_cmp.io import claim_out_dir
 
-    return claim_out_dir(args.out or default_out(script), args.overwrite, outputs)
+    return claim_out_dir(args.out or default_out(script), args.overwrite if overwrite is None else overwrite, outputs)
 
 
 def setup_jax(args) -> None:

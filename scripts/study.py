@@ -3,6 +3,9 @@
     python scripts/study.py                          # sgd, momentum, adam; 9 lrs 1e-4..1; 16 seeds
     python scripts/study.py --seeds 64 --lrs 1e-3,1e-2,1e-1
     python scripts/study.py --from runs/study-XXXX   # re-render tables and figures, no training
+    python scripts/study.py --seeds 64 --shard 0/4 --out runs/s0   # part 0 of 4 (seeds 0..15); --shard auto
+    python scripts/study.py --merge runs/s0 runs/s1 runs/s2 runs/s3 --out runs/all   # = one 64-seed run
+    python scripts/study.py --seeds 64 --out runs/big --resume   # continue an interrupted study, bit-identical
 
 Writes results.json, arrays.npz, runs.csv, history.csv, figures, summary.txt (the printed tables)
 and report.html (every file on one offline page) into the output directory,
@@ -46,13 +49,42 @@ def parse_args(argv=None):
         default=None,
         help="re-render tables and figures from a saved run (into --out if given, else into it)",
     )
+    p.add_argument(
+        "--shard",
+        default=None,
+        help="I/N: train only part I (0..N-1) of N disjoint blocks of the seeds, under their indices in the whole "
+        "study, for --merge later; auto: a SLURM job array's task of SLURM_ARRAY_TASK_COUNT",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="join the output directories of every part of one --shard study into --out (no training)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="save the training state into --out at the first evaluation boundary after every SECONDS, "
+        "for --resume; 0: never (default: %(default)s; one process only)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted study in --out from its checkpoint (same flags; bit-identical results)",
+    )
     args = p.parse_args(argv)
-    if args.from_dir:
+    if args.from_dir and args.merge:
+        raise _cli.ConfigError("merge", " ".join(args.merge), "expected either --from or --merge, not both")
+    for flag, value in (("from", args.from_dir), ("merge", args.merge and " ".join(args.merge))):
+        if not value:
+            continue
         given = [p.flag_of(d) for d in _cli.TRAINING_FLAGS if hasattr(args, d) and getattr(args, d) != p.get_default(d)]
         if given:
-            raise _cli.ConfigError(
-                "from", args.from_dir, f"re-renders a saved run; training flags ({', '.join(given)}) do not apply"
-            )
+            what = "re-renders a saved run" if flag == "from" else "joins saved shards"
+            raise _cli.ConfigError(flag, value, f"{what}; training flags ({', '.join(given)}) do not apply")
     return args
 
 
@@ -75,6 +107,8 @@ def report_study(result, out: Path | None, target: float, plots: bool) -> list[P
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.merge:
+        return merge(args)
     if not args.from_dir:
         _cli.start_processes(args, PROG)
     _cli.setup_jax(args)
@@ -98,12 +132,27 @@ def main(argv=None) -> None:
     lrs = _cli.parse_list("lrs", args.lrs, float)
     names = _cli.parse_list("optimizers", args.optimizers)
     cfg, data = _cli.build_config(args, {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
+    shard = {}
+    if args.shard is not None:
+        from jaxopt_cmp.shards import shard_config, shard_record
+
+        index, count = _cli.parse_shard(args.shard)
+        cfg, shard = shard_config(cfg, index, count), shard_record(cfg, index, count)
     target = default_target(cfg) if args.target_mse is None else args.target_mse
     check_real("target_mse", target, 0.0, float("inf"), low_open=True)
+    from jaxopt_cmp import checkpoint as ckpt
     from jaxopt_cmp.study import prepare_study
 
-    with _cli.out_dir(args, "study", OUTPUTS) as out:
+    args.out = args.out or str(_cli.default_out("study"))  # named now: the checkpoint lives there
+    saver = checkpoint(args, cfg, data)
+    fresh = () if args.resume else (ckpt.NAME,)  # --overwrite removes an old checkpoint, --resume keeps it
+    with _cli.out_dir(args, "study", OUTPUTS + fresh, overwrite=args.overwrite or args.resume) as out:
         print(f"output directory: {out.path}")
+        if saver is not None and saver.state is not None:
+            print(f"resuming at step {cfg.train.eval_steps[saver.state[0]]} from {saver.path}")
+        if shard:
+            last = cfg.seed_offset + cfg.seeds - 1
+            print(f"shard {shard['index']}/{shard['count']}: seeds {cfg.seed_offset}..{last} of {shard['seeds']}")
         runs = len(names) * len(lrs) * cfg.seeds
         print(f"{len(names)} optimizers x {len(lrs)} lrs x {cfg.seeds} seeds = {runs} runs of {cfg.train.iters} steps")
         prepared = prepare_study(cfg, data, max_bytes=_cli.max_bytes(args))
@@ -111,11 +160,14 @@ def main(argv=None) -> None:
             _cli.import_in_background("jaxopt_cmp.figures")
         bar = _cli.Progress(cfg.train.iters, f"{runs} runs")
         try:
-            result = prepared.run(progress=bar)
+            result = prepared.run(progress=bar, checkpoint=saver)
         finally:
             bar.close()
         t = result.timing
         t["peak_rss_mb"] = peak_rss_mb()
+        if saver is not None and saver.saves:
+            t["checkpoint_s"] = saver.save_s
+        result.shard = shard
         rate = runs * cfg.train.iters / t["train_s"]
         print(
             f"{_cli.timing_line(t)}, train {t['train_s']:.2f} s ({rate:,.0f} model-steps/s), "
@@ -124,8 +176,52 @@ def main(argv=None) -> None:
         _cli.check_interrupted()
         _cli.State.results = save_result(result, out.path, target=target)
         print(f"wrote {_cli.State.results}")
+        if saver is not None:
+            saver.remove()
         paths = report_study(result, out.path, target, not args.no_plots)
         print("".join(f"wrote {f}\n" for f in paths), end="")
+
+
+def checkpoint(args, cfg, data):
+    """The study's :class:`~jaxopt_cmp.checkpoint.Checkpoint` in ``--out`` (loaded with
+    ``--resume``, refused if it is another study's: before compiling), or None (never saved: 0
+    seconds, or several processes)."""
+    import jax
+
+    from jaxopt_cmp.checkpoint import NAME, Checkpoint, study_digest
+    from jaxopt_cmp.checks import check_real
+
+    every = check_real("checkpoint_every", args.checkpoint_every, 0.0, float("inf"))
+    if args.resume and (jax.process_count() > 1 or not args.out or not (Path(args.out) / NAME).is_file()):
+        allowed = (
+            "expected one process (checkpoints are written by one process)"
+            if jax.process_count() > 1
+            else f"expected --out naming an interrupted study's directory (one holding {NAME})"
+        )
+        raise _cli.ConfigError("resume", args.out or "(no --out)", allowed)
+    if jax.process_count() > 1 or (every == 0 and not args.resume) or _cli.State.worker:
+        return None
+    saver = Checkpoint(args.out, study_digest(cfg, data), every)
+    if args.resume:
+        saver.load()
+    return saver
+
+
+def merge(args) -> None:
+    """``--merge``: the whole study from its shards' directories, saved and reported like a run."""
+    _cli.setup_jax(args)
+    from jaxopt_cmp.checks import check_real
+    from jaxopt_cmp.results import OUTPUTS, default_target, save_result
+    from jaxopt_cmp.shards import merge_shards
+
+    result = merge_shards(args.merge)
+    target = default_target(result.config) if args.target_mse is None else args.target_mse
+    check_real("target_mse", target, 0.0, float("inf"), low_open=True)
+    with _cli.out_dir(args, "study", OUTPUTS) as out:
+        print(f"merged {len(args.merge)} shards ({result.config.seeds} seeds) into {out.path}")
+        _cli.State.results = save_result(result, out.path, target=target)
+        paths = report_study(result, out.path, target, not args.no_plots)
+    print("".join(f"wrote {f}\n" for f in [_cli.State.results, *paths]), end="")
 
 
 if __name__ == "__main__":

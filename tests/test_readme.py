@@ -56,6 +56,16 @@ NOT_RUN = {
     "python -m jaxopt_cmp.launch -n 2 -- scripts/study.py --seeds 8 --out runs/two-processes": (
         "the default study's 10,000 steps over 2 processes, minutes; tests/test_launch.py launches a tiny one"
     ),
+    "python scripts/study.py --seeds 4 --iters 40 --eval-every 20 --hidden 8 --n-data 128 --lrs 0.01,0.1 "
+    "--no-plots --shard 1/2 --out runs/part1": "the second part, like the first (run); tests/test_shards.py runs both",
+    "python scripts/study.py --merge runs/part0 runs/part1 --no-plots --out runs/merged": (
+        "needs both parts' directories (each command runs in a scratch directory of its own); "
+        "tests/test_shards.py merges them and compares with one run"
+    ),
+    "python scripts/study.py --seeds 2 --iters 400 --eval-every 20 --hidden 8 --n-data 128 --no-plots "
+    "--out runs/resumable --resume": (
+        "needs an interrupted study's checkpoint; tests/test_resume.py SIGKILLs a study and resumes it"
+    ),
     "python tests/mutation/run.py": "the mutation check: tens of minutes (tests/mutation/last_result.md)",
 }
 
