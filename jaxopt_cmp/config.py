@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from jaxopt_cmp.activations import ACTIVATIONS
 from jaxopt_cmp.checks import ConfigError, check_choice, check_int, check_real, is_int
 from jaxopt_cmp.optimizers import OPTIMIZERS, check_hparams
 from jaxopt_cmp.schedules import DEFAULTS as SCHEDULE_DEFAULTS
@@ -77,13 +78,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A tanh MLP ``xdim -> hidden[0] -> ... -> ydim`` (the seed's network)."""
+    """An MLP ``xdim -> hidden[0] -> ... -> ydim``, ``activation`` after each hidden layer
+    (:mod:`jaxopt_cmp.activations`; tanh: the seed's network)."""
 
     xdim: int = 1
     hidden: tuple[int, ...] = (64, 64)
     ydim: int = 1
+    activation: str = "tanh"
 
     def __post_init__(self):
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
         object.__setattr__(self, "xdim", check_int("xdim", self.xdim))
         object.__setattr__(self, "ydim", check_int("ydim", self.ydim, high=1))
         hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else self.hidden
@@ -249,7 +253,7 @@ class StudyConfig:
 _SECTIONS = {
     "data": ("target", "n_data", "x_low", "x_high", "noise_std", "source")
     + ("n_val", "n_test", "val_fraction", "test_fraction"),
-    "model": ("xdim", "hidden", "ydim"),
+    "model": ("xdim", "hidden", "ydim", "activation"),
     "train": ("iters", "batch_size", "eval_every", "dtype"),
 }
 

@@ -29,6 +29,7 @@ TRAINING_FLAGS = (
     "iters",
     "batch_size",
     "hidden",
+    "activation",
     "n_data",
     "target",
     "data",
@@ -100,6 +101,11 @@ def add_common_args(p: Parser, optimizers: str) -> None:
     p.add_argument("--iters", type=int, default=10_000, help="training iterations per run (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="minibatch size (default: %(default)s)")
     p.add_argument("--hidden", default="64,64", help="hidden layer widths, comma-separated (default: %(default)s)")
+    p.add_argument(
+        "--activation",
+        default="tanh",
+        help="hidden-layer activation: tanh, relu, gelu (exact, erf), silu or sin (default: %(default)s)",
+    )
     p.add_argument("--n-data", type=int, default=10_000, help="number of data points (default: %(default)s)")
     p.add_argument(
         "--target",
@@ -200,6 +206,7 @@ def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_pr
         source=args.data or "",
         **heldout,
         hidden=parse_list("hidden", args.hidden, int),
+        activation=args.activation,
         xdim=1 if data is None else data.x.shape[1],
         iters=args.iters,
         batch_size=args.batch_size,
