@@ -149,7 +149,8 @@ def ranking(final_POS: np.ndarray, n_boot: int = N_BOOT, seed: int = 0, level: f
     rng = np.random.default_rng(seed)
     boots = np.array([score(rng.integers(0, n_seeds, n_seeds)) for _ in range(n_boot)])
     tail = (1 - level) / 2 * 100
-    low, high = np.percentile(boots, [tail, 100 - tail], axis=0)
+    with np.errstate(invalid="ignore"):  # inf - inf between infinite resamples
+        low, high = np.nan_to_num(np.percentile(boots, [tail, 100 - tail], axis=0), nan=np.inf)
     return [Interval(float(p), float(lo), float(hi)) for p, lo, hi in zip(point, low, high, strict=True)]
 
 

@@ -27,7 +27,12 @@ def parse_args(argv=None):
     from jaxopt_cmp import suite
     from jaxopt_cmp.problems import PROBLEMS
 
-    p = _cli.Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = _cli.Parser(
+        prog=PROG,
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        aliases={"problem": "problems", "lr": "lrs"},
+    )
     p.add_argument("--problems", default=",".join(PROBLEMS), help="comma-separated (default: all: %(default)s)")
     p.add_argument("--optimizers", default=",".join(suite.DEFAULT_OPTIMIZERS), help="(default: %(default)s)")
     p.add_argument(
