@@ -41,16 +41,17 @@ def test_performance_profile_matches_a_hand_computed_example():
 
 
 def test_target_and_steps_to_reach():
-    final_OS = np.array([[1.0, 3.0], [2.0, 2.0], [10.0, 20.0]])  # medians 2, 2, 15
-    assert suite.problem_target(final_OS) == 2.0
+    final_OS = np.array([[1.0, 3.0, 100.0], [2.0, 2.0, 2.0], [10.0, 20.0, 15.0]])  # medians 3, 2, 15
+    assert suite.problem_target(final_OS) == 3.0
     curve_OE = np.array([[5.0, 3.0, 1.0], [5.0, 5.0, 5.0], [2.0, 9.0, 9.0]])
     np.testing.assert_array_equal(suite.steps_to_reach(curve_OE, np.array([0, 10, 20]), 3.0), [10, INF, 0])
 
 
 def test_ranking_is_the_geometric_mean_of_error_ratios():
-    # Two problems, two optimizers, two identical seeds: ratios p0 (1, 4), p1 (2, 1) ->
-    # geometric means sqrt(2) and 2; every bootstrap resample is the same, so is the interval.
-    final_POS = np.array([[[1.0, 1.0], [4.0, 4.0]], [[2.0, 2.0], [1.0, 1.0]]])
+    # Two problems, two optimizers, two identical seeds: errors p0 (1, 4), p1 (6, 3), ratios to
+    # each problem's best p0 (1, 4), p1 (2, 1) -> geometric means sqrt(2) and 2; every bootstrap
+    # resample is the same, so is the interval.
+    final_POS = np.array([[[1.0, 1.0], [4.0, 4.0]], [[6.0, 6.0], [3.0, 3.0]]])
     rank = suite.ranking(final_POS, n_boot=50)
     np.testing.assert_allclose([r.estimate for r in rank], [math.sqrt(2), 2.0])
     np.testing.assert_allclose([(r.low, r.high) for r in rank], [(math.sqrt(2),) * 2, (2.0, 2.0)])
