@@ -124,3 +124,40 @@ def test_franke_trains_like_torch_ref_step_by_step():
     engine, torch_result, feeds = run_both(cfg)
     assert feeds[0].x.shape == (64, 2)
     assert_parity(engine, torch_result, feeds)
+
+
+def load_script(name):
+    import importlib.util
+
+    from tests.test_cli import ROOT
+
+    spec = importlib.util.spec_from_file_location(f"{name}_script", ROOT / "scripts" / f"{name}.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
+
+
+def test_problem_flag_builds_the_problem_study_with_changed_flags_on_top():
+    compare = load_script("compare")
+    args = compare.parse_args(["--problem", "franke", "--iters", "30", "--hidden", "8", "--activation", "silu"])
+    cfg, data = compare._cli.build_config(args, {n: {"lr": 1e-2} for n in ("sgd", "momentum", "adam")}, 1, True)
+    assert data is None
+    want = PROBLEMS["franke"].study(iters=30, hidden=(8,), activation="silu", optimizers=("sgd", "momentum", "adam"))
+    assert cfg == replace(want, optimizers=cfg.optimizers) and cfg.data.n_test == 1600  # not --n-test's 2000
+    args = compare.parse_args(["--problem", "diabetes", "--seed", "3"])
+    cfg, data = compare._cli.build_config(args, {}, 2, False)
+    assert (cfg.train.batch_size, cfg.seed, cfg.seeds) == (32, 3, 2)
+    np.testing.assert_array_equal(data.x, PROBLEMS["diabetes"].load(cfg).x)
+
+
+@pytest.mark.parametrize(
+    ("argv", "line"),
+    [
+        (["--problem", "nope"], "--problem=nope is not allowed: expected one of seed, sin"),
+        (["--problem", "sin", "--target", "abs"], "--target=abs is not allowed: expected the default with --problem"),
+        (["--problem", "diabetes", "--n-data", "50"], "--n-data=50 is not allowed: expected the default with"),
+        (["--problem", "franke", "--n-test", "50"], "--n-test=50 is not allowed: expected a square"),
+    ],
+)
+def test_problem_flag_bad_input_is_one_line(argv, line, usage_error, tmp_path):
+    assert line in usage_error(load_script("compare"), [*argv, "--no-cache", "--out", str(tmp_path / "o")])
