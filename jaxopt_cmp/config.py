@@ -17,7 +17,7 @@ from jaxopt_cmp.checks import ConfigError, check_choice, check_int, check_real, 
 from jaxopt_cmp.optimizers import OPTIMIZERS, check_hparams
 from jaxopt_cmp.schedules import DEFAULTS as SCHEDULE_DEFAULTS
 from jaxopt_cmp.schedules import check_schedule
-from jaxopt_cmp.targets import TARGETS, target_xdim
+from jaxopt_cmp.targets import TARGETS
 
 DTYPES = ("float32", "float64")
 MAX_INT32 = 2**31 - 1
@@ -47,8 +47,8 @@ class DataConfig:
 
     Held-out sets (:mod:`jaxopt_cmp.data`): generated data gets ``n_val`` validation points drawn
     like the training data (their own key and noise) and a test grid of ``n_test`` evenly spaced
-    points with the noise-free target (2-D targets: an ``m x m`` grid, ``n_test = m^2``). User
-    data (``source``) is split instead: ``val_fraction`` and ``test_fraction`` of its rows are
+    points with the noise-free target (2-D targets: the ``m x m`` grid of ``m = isqrt(n_test)``).
+    User data (``source``) is split instead: ``val_fraction`` and ``test_fraction`` of its rows are
     held out (seeded); ``n_data`` counts the training rows.
     """
 
@@ -73,10 +73,6 @@ class DataConfig:
             object.__setattr__(self, name, check_int(name, getattr(self, name), high=MAX_INT32))
         for name in ("val_fraction", "test_fraction"):
             object.__setattr__(self, name, check_real(name, getattr(self, name), 0.0, 1.0, high_open=True))
-        m = math.isqrt(self.n_test)
-        if target_xdim(self.target) == 2 and not self.source and m * m != self.n_test:
-            allowed = f"expected a square (the {self.target} test set is an m x m grid), e.g. {max(m, 1) ** 2}"
-            raise ConfigError("n_test", self.n_test, allowed)
         if self.val_fraction + self.test_fraction >= 1:
             allowed = f"expected val_fraction + test_fraction < 1 (val_fraction is {self.val_fraction})"
             raise ConfigError("test_fraction", self.test_fraction, allowed)

@@ -60,8 +60,9 @@ def make_test(cfg: DataConfig, dtype=jnp.float32) -> Data:
 
 def test_inputs(cfg: DataConfig) -> np.ndarray:
     """``(n_test, d)`` float64: ``n_test`` evenly spaced x in ``[x_low, x_high]`` (endpoints
-    included); for a 2-D target the ``m x m`` grid of ``m = sqrt(n_test)`` such values per axis,
-    first coordinate slowest (row ``i * m + j`` is ``(g[i], g[j])``)."""
+    included); for a 2-D target the ``m x m`` grid of ``m = isqrt(n_test)`` such values per axis
+    (``n_test`` rounded down to a square), first coordinate slowest (row ``i * m + j`` is
+    ``(g[i], g[j])``)."""
     if target_xdim(cfg.target) == 1:
         return np.linspace(cfg.x_low, cfg.x_high, cfg.n_test).reshape(-1, 1)
     g = np.linspace(cfg.x_low, cfg.x_high, math.isqrt(cfg.n_test))

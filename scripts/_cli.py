@@ -199,6 +199,7 @@ def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_pr
         return problem_config(args, optimizer_hparams, seeds, record_predictions)
     from jaxopt_cmp.config import seed_study
     from jaxopt_cmp.data import load_data_file
+    from jaxopt_cmp.targets import target_xdim
 
     heldout = heldout_settings(args)
     data = load_data_file(args.data, args.dtype) if args.data else None
@@ -210,7 +211,7 @@ def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_pr
         **heldout,
         hidden=parse_list("hidden", args.hidden, int),
         activation=args.activation,
-        xdim=1 if data is None else data.x.shape[1],
+        xdim=target_xdim(args.target) if data is None else data.x.shape[1],
         iters=args.iters,
         batch_size=args.batch_size,
         eval_every=args.eval_every,

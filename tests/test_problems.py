@@ -69,13 +69,14 @@ def test_generated_data_shapes_determinism_and_test_set(name):
     assert tuple(gx.shape) == (300, d) and tuple(gy.shape) == (300, 1)
 
 
-def test_franke_test_set_is_a_full_grid_and_needs_a_square():
+def test_franke_test_set_is_a_full_grid():
     cfg = PROBLEMS["franke"].study()
     x = np.asarray(make_test(cfg.data).x)
     assert x.shape == (1600, 2)
     assert len(np.unique(x[:, 0])) == len(np.unique(x[:, 1])) == 40
-    with pytest.raises(ConfigError, match="n_test=1000 is not allowed: expected a square"):
-        PROBLEMS["franke"].study(n_test=1000)
+    # Another n_test: rounded down to a square grid (31 x 31 = 961 <= 1000), on both sides.
+    cfg = PROBLEMS["franke"].study(n_test=1000)
+    assert make_test(cfg.data).x.shape == (961, 2) and tuple(tdata.make_test(cfg.data)[0].shape) == (961, 2)
 
 
 def test_generated_width_must_match_the_target():
@@ -156,7 +157,6 @@ def test_problem_flag_builds_the_problem_study_with_changed_flags_on_top():
         (["--problem", "nope"], "--problem=nope is not allowed: expected one of seed, sin"),
         (["--problem", "sin", "--target", "abs"], "--target=abs is not allowed: expected the default with --problem"),
         (["--problem", "diabetes", "--n-data", "50"], "--n-data=50 is not allowed: expected the default with"),
-        (["--problem", "franke", "--n-test", "50"], "--n-test=50 is not allowed: expected a square"),
     ],
 )
 def test_problem_flag_bad_input_is_one_line(argv, line, usage_error, tmp_path):
