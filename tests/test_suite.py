@@ -151,3 +151,18 @@ def test_missing_extra_is_one_line(monkeypatch, usage_error):
     monkeypatch.setitem(sys.modules, "sklearn", None)
     err = usage_error(load_script(), ["--problems", "sin,diabetes", "--no-cache"])
     assert err == 'suite.py: error: problem diabetes needs sklearn, which is not installed: pip install -e ".[suite]"'
+
+
+def test_default_suite_is_the_one_the_readme_measures():
+    """README (The problem suite): 8 problems x 6 optimizers x 3 lrs x 4 seeds, 1,500 steps
+    evaluated every 100; generated problems 2,000 training and 500 validation points, 1-D test
+    sets 500 points, franke's 40 x 40 grid; every study within the memory budget."""
+    studies = suite.suite_studies()
+    assert [n for n, _, _ in studies] == ["seed", "sin", "abs", "multiscale", "step", "chirp", "franke", "diabetes"]
+    for name, cfg, data in studies:
+        assert cfg.optimizer_names == ("sgd", "momentum", "adam", "adamw", "rmsprop", "nesterov")
+        assert all(o.grid()["lr"] == (1e-3, 1e-2, 1e-1) for o in cfg.optimizers)
+        assert (cfg.seeds, cfg.train.iters, cfg.train.eval_every) == (4, 1500, 100)
+        if data is None:
+            assert (cfg.data.n_data, cfg.data.n_val, cfg.data.n_test) == (2000, 500, 1600 if name == "franke" else 500)
+        jstudy.check_runnable(cfg, data)
