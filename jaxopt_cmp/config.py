@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from jaxopt_cmp.activations import ACTIVATIONS
 from jaxopt_cmp.checks import ConfigError, check_choice, check_int, check_real, is_int
 from jaxopt_cmp.optimizers import OPTIMIZERS, check_hparams
 from jaxopt_cmp.schedules import DEFAULTS as SCHEDULE_DEFAULTS
@@ -41,12 +42,14 @@ def check_representable(opt: OptimizerConfig, dtype: str) -> None:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """The regression data: ``y = target(x) + noise_std * N(0, 1)``, ``x ~ U[x_low, x_high]``.
+    """The regression data: ``y = target(x) + noise_std * N(0, 1)``, ``x ~ U[x_low, x_high]^d``
+    (``d``: the target's input dimension, :data:`jaxopt_cmp.targets.XDIM`).
 
     Held-out sets (:mod:`jaxopt_cmp.data`): generated data gets ``n_val`` validation points drawn
     like the training data (their own key and noise) and a test grid of ``n_test`` evenly spaced
-    points with the noise-free target. User data (``source``) is split instead: ``val_fraction``
-    and ``test_fraction`` of its rows are held out (seeded); ``n_data`` counts the training rows.
+    points with the noise-free target (2-D targets: the ``m x m`` grid of ``m = isqrt(n_test)``).
+    User data (``source``) is split instead: ``val_fraction`` and ``test_fraction`` of its rows are
+    held out (seeded); ``n_data`` counts the training rows.
     """
 
     target: str = "seed"
@@ -77,13 +80,16 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """A tanh MLP ``xdim -> hidden[0] -> ... -> ydim`` (the seed's network)."""
+    """An MLP ``xdim -> hidden[0] -> ... -> ydim``, ``activation`` after each hidden layer
+    (:mod:`jaxopt_cmp.activations`; tanh: the seed's network)."""
 
     xdim: int = 1
     hidden: tuple[int, ...] = (64, 64)
     ydim: int = 1
+    activation: str = "tanh"
 
     def __post_init__(self):
+        check_choice("activation", self.activation, tuple(ACTIVATIONS))
         object.__setattr__(self, "xdim", check_int("xdim", self.xdim))
         object.__setattr__(self, "ydim", check_int("ydim", self.ydim, high=1))
         hidden = tuple(self.hidden) if isinstance(self.hidden, (list, tuple)) else self.hidden
@@ -256,7 +262,7 @@ class StudyConfig:
 _SECTIONS = {
     "data": ("target", "n_data", "x_low", "x_high", "noise_std", "source")
     + ("n_val", "n_test", "val_fraction", "test_fraction"),
-    "model": ("xdim", "hidden", "ydim"),
+    "model": ("xdim", "hidden", "ydim", "activation"),
     "train": ("iters", "batch_size", "eval_every", "dtype"),
 }
 

@@ -10,6 +10,7 @@ split by :func:`split_user_data`, seeded by the study's seed.
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -18,11 +19,11 @@ import numpy as np
 
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import DataConfig
-from jaxopt_cmp.targets import TARGETS
+from jaxopt_cmp.targets import TARGETS, target_xdim
 
 
 class Data(NamedTuple):
-    """A regression set: ``x_N1`` inputs and ``y_N1`` targets, both ``(N, 1)``."""
+    """A regression set: inputs ``(N, d)`` and targets ``(N, 1)`` (``d = 1`` for most targets)."""
 
     x: jax.Array
     y: jax.Array
@@ -36,11 +37,11 @@ SPLIT_STREAM = 0x73706C  # "spl"
 
 
 def make_data(key: jax.Array, cfg: DataConfig, dtype=jnp.float32, n: int | None = None) -> Data:
-    """``x ~ U[x_low, x_high]``, ``y = target(x) + noise_std * N(0, 1)``, both ``(n, 1)`` (default
-    ``n_data`` points)."""
+    """``x ~ U[x_low, x_high]^d`` ``(n, d)``, ``y = target(x) + noise_std * N(0, 1)`` ``(n, 1)``
+    (default ``n_data`` points; ``d`` the target's input dimension)."""
     key_x, key_noise = jax.random.split(key)
     shape = (cfg.n_data if n is None else n, 1)
-    x = jax.random.uniform(key_x, shape, dtype, cfg.x_low, cfg.x_high)
+    x = jax.random.uniform(key_x, (shape[0], target_xdim(cfg.target)), dtype, cfg.x_low, cfg.x_high)
     noise = jax.random.normal(key_noise, shape, dtype)
     return Data(x, TARGETS[cfg.target](x) + jnp.asarray(cfg.noise_std, dtype) * noise)
 
@@ -51,10 +52,22 @@ def make_val(seed_key: jax.Array, cfg: DataConfig, dtype=jnp.float32) -> Data:
 
 
 def make_test(cfg: DataConfig, dtype=jnp.float32) -> Data:
-    """The test set: ``n_test`` evenly spaced x in ``[x_low, x_high]`` (endpoints included,
-    computed in float64 and cast) and the noise-free target. No key: the same for every seed."""
-    x = jnp.asarray(np.linspace(cfg.x_low, cfg.x_high, cfg.n_test).reshape(-1, 1), dtype)
+    """The test set: :func:`test_inputs` (cast) and the noise-free target. No key: the same for
+    every seed."""
+    x = jnp.asarray(test_inputs(cfg), dtype)
     return Data(x, TARGETS[cfg.target](x))
+
+
+def test_inputs(cfg: DataConfig) -> np.ndarray:
+    """``(n_test, d)`` float64: ``n_test`` evenly spaced x in ``[x_low, x_high]`` (endpoints
+    included); for a 2-D target the ``m x m`` grid of ``m = isqrt(n_test)`` such values per axis
+    (``n_test`` rounded down to a square), first coordinate slowest (row ``i * m + j`` is
+    ``(g[i], g[j])``)."""
+    if target_xdim(cfg.target) == 1:
+        return np.linspace(cfg.x_low, cfg.x_high, cfg.n_test).reshape(-1, 1)
+    g = np.linspace(cfg.x_low, cfg.x_high, math.isqrt(cfg.n_test))
+    u, v = np.meshgrid(g, g, indexing="ij")
+    return np.stack([u.ravel(), v.ravel()], axis=1)
 
 
 def heldout_rows(rows: int, cfg: DataConfig) -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxopt_cmp.activations import ACTIVATIONS
 from jaxopt_cmp.config import ModelConfig
 
 Params = Any  # a pytree {"dense_0": {"kernel", "bias"}, ...}
@@ -24,11 +25,12 @@ def torch_kaiming_normal() -> nn.initializers.Initializer:
 
 
 class MLP(nn.Module):
-    """``Dense -> tanh`` per hidden size, then a linear ``Dense(ydim)``; biases start at zero."""
+    """``Dense -> activation`` per hidden size, then a linear ``Dense(ydim)``; biases start at zero."""
 
     hidden: tuple[int, ...]
     ydim: int
     dtype: Any = jnp.float32
+    activation: str = "tanh"
 
     @nn.compact
     def __call__(self, x):
@@ -40,12 +42,12 @@ class MLP(nn.Module):
             name=f"dense_{i}",
         )
         for i, width in enumerate(self.hidden):
-            x = jnp.tanh(dense(i, width)(x))
+            x = ACTIVATIONS[self.activation](dense(i, width)(x))
         return dense(len(self.hidden), self.ydim)(x)
 
 
 def make_model(cfg: ModelConfig, dtype=jnp.float32) -> MLP:
-    return MLP(cfg.hidden, cfg.ydim, dtype)
+    return MLP(cfg.hidden, cfg.ydim, dtype, cfg.activation)
 
 
 def init_params(key: jax.Array, cfg: ModelConfig, dtype=jnp.float32) -> Params:

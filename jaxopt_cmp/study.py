@@ -31,7 +31,7 @@ from jaxopt_cmp.io import versions
 from jaxopt_cmp.lanes import LanePlan, lane_fns, pick, plan_lanes
 from jaxopt_cmp.optimizers import OPTIMIZERS
 from jaxopt_cmp.results import StudyResult
-from jaxopt_cmp.targets import TARGETS
+from jaxopt_cmp.targets import TARGETS, target_xdim
 from jaxopt_cmp.train import Carry, Evaluation, chunk_lengths, flat_model, make_study_fns, steps_per_draw
 
 
@@ -138,8 +138,10 @@ def check_runnable(cfg: StudyConfig, data: Data | None, max_bytes: float | None 
             "expected JAX's x64 mode on: call jax.config.update('jax_enable_x64', True) before making "
             "any array (the scripts do this for --dtype float64)",
         )
-    if data is None and cfg.model.xdim != 1:
-        raise ConfigError("xdim", cfg.model.xdim, "expected 1 for generated targets; other widths need user data")
+    want = target_xdim(cfg.data.target)
+    if data is None and cfg.model.xdim != want:
+        allowed = f"expected {want}, target {cfg.data.target}'s input dimension; other widths need user data"
+        raise ConfigError("xdim", cfg.model.xdim, allowed)
     if data is not None:
         check_user_data(data, cfg)
     check_budget(cfg, max_bytes, copies)
@@ -194,6 +196,16 @@ def _shape_key(cfg: StudyConfig, data: Data | None, plan: LanePlan | None) -> tu
     )
 
 
+def _chunk_key(key: tuple, cfg: StudyConfig) -> tuple:
+    """The training loop's part of shape key ``key``: the data only by its sizes and input width
+    (the target, its range and noise are traced by ``init`` alone, the loop reads the data from
+    the carry), so problems of equal shapes (sin, step, chirp, ...) share one compiled loop."""
+    d = cfg.data
+    sizes = (d.n_data, d.n_val, d.n_test, target_xdim(d.target), bool(d.source), d.val_fraction, d.test_fraction)
+    return ("chunk", key[0], sizes, *key[2:-1], key[-1][0])
+
+
+# shape key -> {"init", "chunk"}; ("chunk", ...) -> a compiled training loop, shared (_chunk_key)
 _COMPILED: dict[tuple, dict] = {}
 
 
@@ -340,10 +352,13 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     start = time.perf_counter()
     carry, first = jax.block_until_ready(entry["init"](keys_JK, grid, *extra))
     setup_s += time.perf_counter() - start
-    if not hasattr(entry["chunk"], "input_shardings"):  # still a jit: compile it now
-        start = time.perf_counter()
-        entry["chunk"] = entry["chunk"].lower(carry, np.int32(0), np.int32(1)).compile()
-        compile_s += time.perf_counter() - start
+    if not hasattr(entry["chunk"], "input_shardings"):  # still a jit: compile it now, or share one
+        ckey = _chunk_key(key, cfg)
+        if ckey not in _COMPILED:
+            start = time.perf_counter()
+            _COMPILED[ckey] = entry["chunk"].lower(carry, np.int32(0), np.int32(1)).compile()
+            compile_s += time.perf_counter() - start
+        entry["chunk"] = _COMPILED[ckey]
     start = time.perf_counter()
     first_name = cfg.optimizer_names[0]
     initial_flat = to_host(carry.runs[first_name].params)

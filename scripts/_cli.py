@@ -56,6 +56,8 @@ TRAINING_FLAGS = (
     "iters",
     "batch_size",
     "hidden",
+    "activation",
+    "problem",
     "n_data",
     "target",
     "data",
@@ -130,12 +132,23 @@ def add_common_args(p: Parser, optimizers: str) -> None:
     p.add_argument("--iters", type=int, default=10_000, help="training iterations per run (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=64, help="minibatch size (default: %(default)s)")
     p.add_argument("--hidden", default="64,64", help="hidden layer widths, comma-separated (default: %(default)s)")
+    p.add_argument(
+        "--activation",
+        default="tanh",
+        help="hidden-layer activation: tanh, relu, gelu (exact, erf), silu or sin (default: %(default)s)",
+    )
     p.add_argument("--n-data", type=int, default=10_000, help="number of data points (default: %(default)s)")
     p.add_argument(
         "--target",
         default="seed",
         choices=_names("targets"),
         help="target function (default: %(default)s = exp(-x^2) cos 10x)",
+    )
+    p.add_argument(
+        "--problem",
+        default=None,
+        help="a suite problem (README: The problem suite): its data, test set and model; data and model flags "
+        "you give apply on top (default: the seed study, set by the flags)",
     )
     p.add_argument(
         "--data", default=None, help="fit your own data: .npz with arrays x, y or a 2-column .csv/.txt (sets --n-data)"
@@ -210,27 +223,25 @@ def parse_list(setting: str, text: str, kind=str) -> tuple:
 
 
 def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_predictions: bool):
-    """``(config, data)`` from parsed flags, both validated; ``data`` is None unless ``--data``."""
+    """``(config, data)`` from parsed flags, both validated; ``data`` is None unless ``--data``
+    (or a tabular ``--problem``)."""
+    if getattr(args, "problem", None):
+        return problem_config(args, optimizer_hparams, seeds, record_predictions)
     from jaxopt_cmp.config import seed_study
     from jaxopt_cmp.data import load_data_file
+    from jaxopt_cmp.targets import target_xdim
 
-    names = parse_list("optimizers", args.optimizers)
     heldout = heldout_settings(args)
     data = load_data_file(args.data, args.dtype) if args.data else None
-    from jaxopt_cmp.config import OptimizerConfig
-
-    keys = ("warmup", "final_lr_fraction", "step_size", "gamma")
-    sched = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
     cfg = seed_study(
-        optimizers=tuple(
-            OptimizerConfig.make(n, schedule=args.schedule, **sched, **optimizer_hparams.get(n, {})) for n in names
-        ),
+        optimizers=_optimizers(args, optimizer_hparams),
         target=args.target,
         n_data=args.n_data if data is None else user_train_rows(len(data.x), heldout, args.batch_size),
         source=args.data or "",
         **heldout,
         hidden=parse_list("hidden", args.hidden, int),
-        xdim=1 if data is None else data.x.shape[1],
+        activation=args.activation,
+        xdim=target_xdim(args.target) if data is None else data.x.shape[1],
         iters=args.iters,
         batch_size=args.batch_size,
         eval_every=args.eval_every,
@@ -240,6 +251,43 @@ def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_pr
         record_predictions=record_predictions,
     )
     return cfg, data
+
+
+def _optimizers(args, optimizer_hparams: dict[str, dict]) -> tuple:
+    from jaxopt_cmp.config import OptimizerConfig
+
+    keys = ("warmup", "final_lr_fraction", "step_size", "gamma")
+    sched = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    return tuple(
+        OptimizerConfig.make(n, schedule=args.schedule, **sched, **optimizer_hparams.get(n, {}))
+        for n in parse_list("optimizers", args.optimizers)
+    )
+
+
+def problem_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_predictions: bool):
+    """``(config, data)`` of ``--problem``: the problem's settings, then the data and model flags
+    the user changed from their defaults (a tabular problem's sizes come from its rows)."""
+    from jaxopt_cmp.problems import get_problem
+
+    problem = get_problem(args.problem)
+    given = lambda k: getattr(args, k) != Parser.last.get_default(k)
+    for k in ("data", "target", "val_fraction", "test_fraction", *(("n_data", "n_val", "n_test") * problem.tabular)):
+        if given(k):
+            raise ConfigError(k, getattr(args, k), f"expected the default with --problem {problem.name}, which sets it")
+    settings = {k: getattr(args, k) for k in ("n_data", "n_val", "n_test", "batch_size", "activation") if given(k)}
+    if given("hidden"):
+        settings["hidden"] = parse_list("hidden", args.hidden, int)
+    cfg = problem.study(
+        optimizers=_optimizers(args, optimizer_hparams),
+        iters=args.iters,
+        eval_every=args.eval_every,
+        dtype=args.dtype,
+        seed=args.seed,
+        seeds=seeds,
+        record_predictions=record_predictions,
+        **settings,
+    )
+    return cfg, problem.load(cfg)
 
 
 def heldout_settings(args) -> dict:

@@ -41,6 +41,7 @@ NOT_RUN = {
         "a placeholder directory; --from is run on a real study in tests/test_reliability.py"
     ),
     "python scripts/compare.py --out <tmp> --cache-dir <tmp cache>": "placeholders (bench.py runs it, cold and warm)",
+    "python scripts/suite.py": "the default suite: 8 problems x 72 runs x 1,500 steps, about 10 minutes",
     "python scripts/bench.py": "the benchmark, about 5 minutes; --quick runs in tests/test_bench.py",
     "python scripts/validate.py": "about 4 minutes; --quick runs in tests/test_validate.py",
     "python scripts/diagnose.py": (

@@ -1,4 +1,5 @@
-"""The seed's MLP in PyTorch: ``Linear -> Tanh`` per hidden size, then ``Linear``; Kaiming init."""
+"""The seed's MLP in PyTorch: ``Linear -> Tanh`` (or another activation) per hidden size, then
+``Linear``; Kaiming init."""
 
 from __future__ import annotations
 
@@ -9,11 +10,29 @@ from torch import nn
 from jaxopt_cmp.config import ModelConfig
 
 
+class Sin(nn.Module):
+    """``sin(x)`` as a module (torch has none)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.sin(x)
+
+
+# Mirrors jaxopt_cmp.activations.ACTIVATIONS; GELU exact (erf), as the JAX side names it.
+ACTIVATIONS = {
+    "tanh": nn.Tanh,
+    "relu": nn.ReLU,
+    "gelu": lambda: nn.GELU(approximate="none"),
+    "silu": nn.SiLU,
+    "sin": Sin,
+}
+
+
 class MLP(nn.Module):
-    """``xdim -> hidden[0] -> ... -> ydim`` tanh MLP; layers live in ``net`` as in the seed.
+    """``xdim -> hidden[0] -> ... -> ydim`` MLP (tanh: the seed's); layers live in ``net`` as in the seed.
 
     Module names follow the seed notebook, ``f"{type}_{index:02d}"`` inside ``net``:
-    ``linear_00, tanh_01, linear_02, tanh_03, linear_04`` for two hidden layers. Layers are built
+    ``linear_00, tanh_01, linear_02, tanh_03, linear_04`` for two hidden layers (another
+    activation's name in place of ``tanh``). Layers are built
     without torch's default initialisation (which draws from the global RNG): weights come from
     :func:`init_params` with an explicit generator, else they are NaN until weights are copied in.
     """
@@ -25,6 +44,7 @@ class MLP(nn.Module):
         ydim: int,
         dtype=torch.float32,
         generator: torch.Generator | None = None,
+        activation: str = "tanh",
     ):
         super().__init__()
         widths = (xdim, *hidden, ydim)
@@ -34,7 +54,7 @@ class MLP(nn.Module):
             linear = nn.utils.skip_init(nn.Linear, n_in, n_out, dtype=dtype)
             self.net.add_module(f"linear_{len(self.net):02d}", linear)
             if i < len(widths) - 2:
-                self.net.add_module(f"tanh_{len(self.net):02d}", nn.Tanh())
+                self.net.add_module(f"{activation}_{len(self.net):02d}", ACTIVATIONS[activation]())
         if generator is None:
             with torch.no_grad():
                 for p in self.parameters():
@@ -48,7 +68,7 @@ class MLP(nn.Module):
 
 def make_model(cfg: ModelConfig, dtype=torch.float32, generator: torch.Generator | None = None) -> MLP:
     """The config's MLP, initialised from ``generator`` (NaN weights without one)."""
-    return MLP(cfg.xdim, cfg.hidden, cfg.ydim, dtype, generator)
+    return MLP(cfg.xdim, cfg.hidden, cfg.ydim, dtype, generator, cfg.activation)
 
 
 def linears(model: MLP) -> list[tuple[str, nn.Linear]]:
