@@ -254,9 +254,9 @@ def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_pr
 
 def _optimizers(args, optimizer_hparams: dict[str, dict]) -> tuple:
     from jaxopt_cmp.config import OptimizerConfig
+    from jaxopt_cmp.schedules import DEFAULTS  # the schedule parameters: one list, schedules.py's
 
-    keys = ("warmup", "final_lr_fraction", "step_size", "gamma")
-    sched = {k: getattr(args, k) for k in keys if getattr(args, k) is not None}
+    sched = {k: getattr(args, k) for k in DEFAULTS if getattr(args, k) is not None}
     return tuple(
         OptimizerConfig.make(n, schedule=args.schedule, **sched, **optimizer_hparams.get(n, {}))
         for n in parse_list("optimizers", args.optimizers)
