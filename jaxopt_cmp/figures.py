@@ -197,6 +197,11 @@ class _FitPanel:
     """What the fit panels of one figure share: limits, the data, curve points, MSE texts."""
 
     def __init__(self, result: StudyResult, h: dict[str, int] | None, points: int):
+        if result.config.model.xdim != 1:
+            raise ValueError(
+                f"fits over x are drawn for 1-D inputs; this study's have xdim {result.config.model.xdim} "
+                "(its fit figure: jaxopt_cmp.figures.fit_figures)"
+            )
         self.result, self.h = result, h or {}
         self.names = [n for n in result.config.optimizer_names if n in result.pred_EHN]
         self.styles = styles(self.names)
@@ -413,18 +418,29 @@ def plot_final_fit(result: StudyResult, h: dict[str, int] | None = None, ax=None
     return fig
 
 
-def compare_figures(result: StudyResult) -> dict[str, Figure]:
-    """``{file name: Figure}`` of a compare run: MSE curves; snapshot grid and final fit if recorded."""
+def compare_figures(result: StudyResult, data=None) -> dict[str, Figure]:
+    """``{file name: Figure}`` of a compare run: MSE curves and the fits (:func:`fit_figures`)."""
     figures = {"mse_curves.png": plot_mse_curves(result)}
-    if result.pred_EHN:
-        figures["snapshots.png"] = plot_snapshots(result)
-        figures["final_fit.png"] = plot_final_fit(result)
-    return figures
+    return figures | fit_figures(result, {}, data, snapshots="snapshots.png", final="final_fit.png")
 
 
-def study_figures(result: StudyResult, best: dict[str, int]) -> dict[str, Figure]:
-    """``{file name: Figure}`` of a study: lr sensitivity; curves and fits at each best grid point."""
+def study_figures(result: StudyResult, best: dict[str, int], data=None) -> dict[str, Figure]:
+    """``{file name: Figure}`` of a study: lr sensitivity; curves and fits (:func:`fit_figures`) at
+    each best grid point."""
     figures = {"lr_sensitivity.png": plot_lr_sensitivity(result), "best_curves.png": plot_mse_curves(result, best)}
-    if result.pred_EHN:
-        figures["snapshots_best.png"] = plot_snapshots(result, best)
-    return figures
+    return figures | fit_figures(result, best, data, snapshots="snapshots_best.png")
+
+
+def fit_figures(result: StudyResult, best: dict[str, int], data=None, snapshots: str = "", final: str = ""):
+    """The fits at grid points ``best``: for 1-D inputs the snapshot grid (as ``snapshots``) and
+    the final fit (as ``final``), when predictions were recorded; for other inputs the figure that
+    suits them (:func:`jaxopt_cmp.suite_figures.fit_figures`; ``data``: the user's data, if any)."""
+    if result.config.model.xdim != 1:
+        from jaxopt_cmp import suite_figures
+
+        return suite_figures.fit_figures(result, best, data)
+    if not result.pred_EHN:
+        return {}
+    h = best or None
+    drawn = {snapshots: lambda: plot_snapshots(result, h), final: lambda: plot_final_fit(result, h)}
+    return {name: draw() for name, draw in drawn.items() if name}

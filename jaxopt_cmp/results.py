@@ -42,6 +42,8 @@ OUTPUTS = (
     "lr_sensitivity.png",
     "best_curves.png",
     "snapshots_best.png",
+    "surface_maps.png",
+    "predicted_vs_actual.png",
     "diagnostics.json",
     "diagnostics.md",
     "diagnostics.npz",

@@ -55,7 +55,7 @@ def main(argv=None) -> None:
         _cli.State.results = save_result(result, out.path, framework=args.framework)
         written = [_cli.State.results]
         if not args.no_plots:
-            written += write_figures(result, out.path)
+            written += write_figures(result, out.path, data)
             update_timing(out.path, result.timing)
         written += _cli.write_pages(out.path, summary)
         print("".join(f"wrote {f}\n" for f in written), end="")
@@ -92,13 +92,14 @@ def train(cfg, data, args):
         bar.close()
 
 
-def write_figures(result, out: Path) -> list[Path]:
-    """Figures and the fits animation, saved; ``timing['figures_s']`` records how long they took."""
+def write_figures(result, out: Path, data=None) -> list[Path]:
+    """Figures and (1-D inputs) the fits animation, saved; ``timing['figures_s']`` records how long
+    they took. ``data``: the user's data, for the test rows of a predicted-vs-actual figure."""
     from jaxopt_cmp import figures
 
     start = time.perf_counter()
-    figs = figures.compare_figures(result)
-    if result.pred_EHN:
+    figs = figures.compare_figures(result, data)
+    if result.pred_EHN and result.config.model.xdim == 1:
         from jaxopt_cmp.animation import fits_gif
 
         figs["fits.gif"] = fits_gif(result)

@@ -88,9 +88,9 @@ def parse_args(argv=None):
     return args
 
 
-def report_study(result, out: Path | None, target: float, plots: bool) -> list[Path]:
+def report_study(result, out: Path | None, target: float, plots: bool, data=None) -> list[Path]:
     """Prints the tables; saves them (``summary.txt``), the figures and the report page into ``out``;
-    returns the paths written."""
+    returns the paths written. ``data``: the user's data (its test rows go in the fit figure)."""
     from jaxopt_cmp import report, stats
 
     summaries = stats.summarize(result, target)
@@ -101,7 +101,7 @@ def report_study(result, out: Path | None, target: float, plots: bool) -> list[P
     if plots:
         from jaxopt_cmp import figures
 
-        paths = figures.save_figures(figures.study_figures(result, {s.name: s.best for s in summaries}), out)
+        paths = figures.save_figures(figures.study_figures(result, {s.name: s.best for s in summaries}, data), out)
     return paths + _cli.write_pages(out, text)
 
 
@@ -178,7 +178,7 @@ def main(argv=None) -> None:
         print(f"wrote {_cli.State.results}")
         if saver is not None:
             saver.remove()
-        paths = report_study(result, out.path, target, not args.no_plots)
+        paths = report_study(result, out.path, target, not args.no_plots, data)
         print("".join(f"wrote {f}\n" for f in paths), end="")
 
 

@@ -102,32 +102,19 @@ def run_problem(name, cfg, data, out: Path, plots: bool):
     with claim_out_dir(out / name, True, STUDY_OUTPUTS) as sub:
         save_result(result, sub.path)
         if plots:
-            _problem_figures(name, cfg, data, result, outcome, sub.path)
+            _problem_figures(data, result, outcome, sub.path)
         t = result.timing
         text = f"{suite.problem_text(outcome)}\ncompile {t['compile_s']:.1f} s, train {t['train_s']:.1f} s"
         _cli.write_pages(sub.path, text)
     return result, outcome
 
 
-def _problem_figures(name, cfg, data, result, outcome, out: Path) -> None:
-    import numpy as np
-
-    from jaxopt_cmp import suite_figures
-    from jaxopt_cmp.data import make_test, split_user_data
+def _problem_figures(data, result, outcome, out: Path) -> None:
+    from jaxopt_cmp import figures
     from jaxopt_cmp.render import save_figures
 
-    if data is not None:
-        test = split_user_data(data, cfg.data, cfg.seed)[2]
-        fig = suite_figures.plot_predicted_vs_actual(result, outcome, np.asarray(test.x), np.asarray(test.y))
-        save_figures({"predicted_vs_actual.png": fig}, out)
-    elif cfg.model.xdim == 2:
-        test = make_test(cfg.data)
-        fig = suite_figures.plot_surface_maps(result, outcome, np.asarray(test.x), np.asarray(test.y))
-        save_figures({"surface_maps.png": fig}, out)
-    else:
-        from jaxopt_cmp import figures
-
-        save_figures({"final_fit.png": figures.plot_final_fit(result, dict(zip(outcome.names, outcome.best_O)))}, out)
+    best = dict(zip(outcome.names, map(int, outcome.best_O), strict=True))
+    save_figures(figures.fit_figures(result, best, data, final="final_fit.png"), out)
 
 
 def main(argv=None) -> None:
