@@ -53,6 +53,11 @@ def parse_args(argv=None):
     )
     p.add_argument("--seeds-list", default=None, help=f"seeds per optimizer, throughput runs {_preset('seeds_list')}")
     p.add_argument(
+        "--grid-list",
+        default=None,
+        help=f"lr grid points per optimizer (at 4 seeds: the tuning shape), jax throughput runs {_preset('grid_list')}",
+    )
+    p.add_argument(
         "--scaling-iters",
         default=None,
         help=f"jax iteration counts (S=1, besides the seed study's) for the linearity and compile checks "
@@ -78,7 +83,7 @@ def parse_args(argv=None):
 
 def settings_of(args):
     """The benchmark's settings from the flags (``ConfigError`` names the flag's setting)."""
-    lists = {k: getattr(args, k) for k in ("seeds_list", "scaling_iters")}
+    lists = {k: getattr(args, k) for k in ("seeds_list", "grid_list", "scaling_iters")}
     return make_settings(
         "quick" if args.quick else "full",
         torch_threads=args.torch_threads,

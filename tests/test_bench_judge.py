@@ -293,3 +293,40 @@ def test_throughput_figure_draws_each_implementation_and_the_ceiling():
     ceiling = [label for label in labels if label.startswith("matmul ceiling")]
     assert sorted(labels) == sorted([*IMPLS, *ceiling]) and len(ceiling) == 1
     assert report.png_bytes(fig).startswith(b"\x89PNG")
+
+
+# Grid throughput (issue 19): a tuning study's shape against the S=512 rate
+
+
+def grid_doc(grid_rates: dict[int, float], s512_rate: float | None) -> dict:
+    """bench_doc with S=8 (and S=512 at ``s512_rate``) plus grid rows at ``{H: jax rate}``."""
+    doc = bench_doc(seeds_list=(8, 512) if s512_rate else (8,))
+    if s512_rate:
+        doc["throughput"][1]["impls"][JAX]["rate"] = summary([s512_rate])
+    jax = lambda rate: {JAX: {**throughput_point(4, rate, {EAGER: 1.0}, 0.5)["impls"][JAX]}}
+    doc["grid_throughput"] = [
+        {"S": 4, "H": h, "runs": 4 * h, "ceiling_gflops": summary([100.0]), "impls": jax(rate)}
+        for h, rate in grid_rates.items()
+    ]
+    doc["targets"] = judge.judge(doc)
+    return doc
+
+
+def test_grid_target_is_the_lowest_grid_rate_over_the_s512_rate():
+    doc = grid_doc({64: 45_000.0, 512: 39_000.0}, 40_000.0)
+    found = row(doc, "S x H")
+    assert found["value"] == pytest.approx(39_000 / 40_000) and found["met"] is False
+    assert "S=4 x H=512" in found["measured"]
+    assert row(grid_doc({64: 45_000.0, 512: 40_000.0}, 40_000.0), "S x H")["met"] is True  # the bound itself
+    missing = row(grid_doc({64: 45_000.0}, None), "S x H")
+    assert missing["met"] is None and "512 in --seeds-list" in missing["measured"]
+
+
+def test_markdown_grid_table_has_a_row_per_grid_size_with_runs_and_ratio():
+    doc = grid_doc({64: 45_000.0, 512: 39_000.0}, 40_000.0)
+    lines = report.markdown(doc).splitlines()
+    assert any(line.startswith("### Throughput vs grid points") for line in lines)
+    row64 = next(line for line in lines if line.startswith("| 4 | 64 |"))
+    row512 = next(line for line in lines if line.startswith("| 4 | 512 |"))
+    assert "| 768 |" in row64 and row64.rstrip().endswith("| 1.12 |")  # 3 optimizers x 4 x 64; 45k / 40k
+    assert "| 6,144 |" in row512 and row512.rstrip().endswith("| 0.97 |")

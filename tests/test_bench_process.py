@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from jaxopt_cmp.bench import process
@@ -164,3 +165,34 @@ def test_throughput_rates_ratios_and_ceiling_share():
     jobs = [*impls, "matmul"]
     assert pool.order == [job for r in range(3) for job in measure.rotated(jobs, r)]
     assert measure.rotated(jobs, 1) == ["torch-eager", "torch-batched", "matmul", "jax"]
+
+
+def test_grid_throughput_counts_every_run_of_every_optimizer():
+    from jaxopt_cmp.bench import measure, settings
+
+    s = settings.make_settings("quick", repeats=3, torch_threads=1)
+    pool, grid = FakePool(), 64
+    point, memory = measure.measure_grid(pool, grid, s, 1_000_000, log=lambda msg: None)
+    long = measure.jax_iters(settings.GRID_SEEDS, s, grid)
+    rate = 3 * settings.GRID_SEEDS * grid * (long - long // 4) / (3.0 - 1.0)
+    assert point["impls"]["jax"]["rate"]["values"] == pytest.approx([rate] * 3)
+    assert (point["S"], point["H"], point["runs"], memory) == (
+        settings.GRID_SEEDS,
+        grid,
+        settings.GRID_SEEDS * grid,
+        500.0,
+    )
+    assert pool.order == [job for r in range(3) for job in measure.rotated(["jax", "matmul"], r)]  # no torch
+
+
+def test_grid_workload_is_the_seed_study_at_log_spaced_lrs():
+    from jaxopt_cmp.bench import settings
+
+    cfg = settings.workload(4, 8, 8, 100, grid=5)
+    assert cfg.seeds == 4 and [o.grid_size for o in cfg.optimizers] == [5, 5, 5]
+    for o, seed in zip(cfg.optimizers, settings.SEED.optimizers, strict=True):
+        grid = o.grid()
+        np.testing.assert_allclose(grid["lr"], np.geomspace(*settings.GRID_LRS, 5), rtol=1e-15)
+        assert {k: set(v) for k, v in grid.items() if k != "lr"} == {
+            k: set(v) for k, v in seed.grid().items() if k != "lr"
+        }

@@ -33,7 +33,7 @@ def gflops(rate, flops) -> str:
 
 
 def mb(v) -> str:
-    return f"{v:,.0f}"
+    return "-" if v is None else f"{v:,.0f}"
 
 
 def table(header: list[str], rows: list[list]) -> list[str]:

@@ -24,6 +24,7 @@ from jaxopt_cmp.bench.settings import (
     COMPILE,
     EAGER,
     FUNC,
+    GRID_SEEDS,
     JAX,
     MATMUL,
     OPTIMIZERS,
@@ -109,9 +110,9 @@ def measure_seed_study(pool: Pool, impls, s: Settings, log: Log) -> tuple[dict, 
     return doc, points, memory
 
 
-def jax_iters(seeds: int, s: Settings) -> int:
+def jax_iters(seeds: int, s: Settings, grid: int = 1) -> int:
     """Iterations of jax's longer throughput run: about ``jax_model_steps``, a power of two."""
-    target = s.jax_model_steps / (len(OPTIMIZERS) * seeds)
+    target = s.jax_model_steps / (len(OPTIMIZERS) * seeds * grid)
     return max(s.jax_min_iters, 2 ** max(0, int(math.log2(max(target, 1)))))
 
 
@@ -149,6 +150,25 @@ def measure_throughput(pool: Pool, impls, seeds: int, s: Settings, flops: int, l
     doc["best_torch"] = best
     doc["ratio_jax_over_best_torch"] = doc["ratio_jax_over"][best]
     return doc, memory
+
+
+def measure_grid(pool: Pool, grid: int, s: Settings, flops: int, log: Log) -> tuple[dict, float]:
+    """jax's steady-state rate with ``GRID_SEEDS`` seeds x ``grid`` lr grid points per optimizer
+    (a tuning study's shape), and its peak RSS; torch is not run (its rate per run does not depend
+    on how the runs are named)."""
+    seeds = GRID_SEEDS
+    long = jax_iters(seeds, s, grid)
+    short = long // 4
+    log(f"S={seeds} x H={grid}: jax {short} and {long} iterations")
+    configs = [workload(seeds, i, i, THROUGHPUT_N_DATA, s.seed, grid) for i in (short, long)]
+    setup = pool.call(JAX, "setup", configs=configs)
+    times, gflops = interleave(pool, [JAX], s.repeats, log)
+    memory = pool.call(JAX, "teardown")
+    _, jax_doc = _jax_throughput(times[JAX], (short, long), len(OPTIMIZERS) * seeds * grid, gflops, flops)
+    keys = ("compile_s", "compile_cpu_s", "xla_temp_mb")
+    jax_doc = {"iters": [short, long], **{k: [c[k] for c in setup] for k in keys}, **jax_doc}
+    point = {"S": seeds, "H": grid, "runs": seeds * grid, "ceiling_gflops": summary(gflops), "impls": {JAX: jax_doc}}
+    return point, memory
 
 
 def _jax_throughput(times: list, iters: tuple[int, int], per_step: int, gflops: list, flops: int):
@@ -245,5 +265,11 @@ def _measure(pool: Pool, impls: list[str], s: Settings, log: Log, doc: dict) -> 
         doc["throughput"].append(point)
         for i in impls:
             memory[i][f"S={seeds}"] = mem[i]
+    doc["grid_throughput"] = []
+    for grid in s.grid_list:
+        point, memory[JAX][f"S={GRID_SEEDS} x H={grid}"] = measure_grid(
+            pool, grid, s, doc["settings"]["flops_per_model_step"], log
+        )
+        doc["grid_throughput"].append(point)
     doc["memory"] = memory
     doc["scaling"] = judge.scaling_doc(iter_points, doc["throughput"])

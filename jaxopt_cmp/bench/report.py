@@ -11,7 +11,7 @@ from jaxopt_cmp.bench.settings import COMPILE, JAX, THREADS_MARGIN
 
 def markdown(doc: dict) -> str:
     """The whole report: header, seed study, throughput, scaling, memory, targets, method."""
-    sections = (_header, _seed_study, _compare_py, _throughput, _scaling, _memory, _targets)
+    sections = (_header, _seed_study, _compare_py, _throughput, _grid, _scaling, _memory, _targets)
     out = [line for section in sections for line in section(doc)]
     return "\n".join([*out, "", "### How this was measured", "", *(f"- {n}" for n in method_notes(doc)), ""])
 
@@ -132,6 +132,40 @@ def _throughput(doc: dict) -> list[str]:
     ]
 
 
+def _grid(doc: dict) -> list[str]:
+    """jax's rate at a tuning study's shape (S seeds x H grid points per optimizer) beside its rate
+    at the largest S of the seeds table, measured in the same bench."""
+    points = doc.get("grid_throughput") or []
+    if not points:
+        return []
+    ref = max(doc["throughput"], key=lambda p: p["S"])
+    ref_rate = ref["impls"][JAX]["rate"]["median"]
+    ratio = lambda p: f"{p['impls'][JAX]['rate']['median'] / ref_rate:.2f}" if ref_rate else "n/a"
+    rows = [
+        [
+            p["S"],
+            p["H"],
+            f"{len(doc['settings']['optimizers']) * p['runs']:,}",
+            rate_range(p["impls"][JAX]["rate"]),
+            pct_range(p["impls"][JAX]["fraction_of_ceiling"]),
+            " / ".join(f"{c:.1f}" for c in p["impls"][JAX]["compile_s"]),
+            ratio(p),
+        ]
+        for p in points
+    ]
+    lrs = doc["settings"]["grid_lrs"]
+    return [
+        "",
+        "### Throughput vs grid points: model-steps/s, 3 optimizers x S seeds x H lrs (jax, steady state)",
+        "",
+        f"A tuning study's shape: every optimizer at H lrs log-spaced over [{lrs[0]:g}, {lrs[1]:g}], each on S "
+        f"seeds, {doc['settings']['throughput_n_data']:,} points; the last column is the rate over jax's at "
+        f"S={ref['S']} above.",
+        "",
+        *table(["S", "H", "runs", "jax", "jax % of ceiling", "compile s (short / long)", f"÷ S={ref['S']}"], rows),
+    ]
+
+
 def _best(point: dict) -> str:
     return f"{x_range(point['ratio_jax_over_best_torch'])} ({point['best_torch']})"
 
@@ -164,7 +198,7 @@ def _scaling(doc: dict) -> list[str]:
 def _memory(doc: dict) -> list[str]:
     memory = doc["memory"]
     keys = list(memory[JAX])
-    rows = [[impl, *(mb(memory[impl][k]) for k in keys)] for impl in doc["seed_study"]["impls"]]
+    rows = [[impl, *(mb(memory[impl].get(k)) for k in keys)] for impl in doc["seed_study"]["impls"]]
     return [
         "",
         "### Peak memory (RSS MB of each implementation's own worker process)",

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields
 
+import numpy as np
+
 from jaxopt_cmp.checks import ConfigError, check_int, check_real
-from jaxopt_cmp.config import ModelConfig, StudyConfig, seed_study
+from jaxopt_cmp.config import ModelConfig, OptimizerConfig, StudyConfig, seed_study
 
 SCHEMA = "jaxopt_cmp.bench/1"
 JAX, EAGER, BATCHED, FUNC, COMPILE = "jax", "torch-eager", "torch-batched", "torch-func", "torch-compile"
@@ -18,12 +20,16 @@ OPTIMIZERS = SEED.optimizer_names
 # 10,000 points: 1.3M tanh), and at S=512 two of them would take most of the benchmark's time.
 THROUGHPUT_N_DATA = 1_000
 THREADS_MARGIN = 1.2  # torch uses more threads only if a step is at least this much faster
+# Grid throughput (issue 19: tuning studies are seeds x trials): S seeds x H lr grid points per optimizer.
+GRID_SEEDS = 4
+GRID_LRS = (1e-4, 1e-2)  # the grid's lr range (log-spaced): no run diverges, so every run costs the same
 
 # Per-mode defaults of every setting a flag can leave out.
 PRESETS = {
     "full": {
         "iters": SEED.train.iters,
         "seeds_list": (1, 8, 32, 128, 512),
+        "grid_list": (64, 128, 256, 512),  # grid points per optimizer at GRID_SEEDS seeds: 256..2,048 runs each
         "scaling_iters": (1000, 2000, 4000),
         "repeats": 3,
         "target_s": 1.0,
@@ -34,6 +40,7 @@ PRESETS = {
     "quick": {
         "iters": 1000,
         "seeds_list": (8, 128),
+        "grid_list": (64,),
         "scaling_iters": (4000,),
         "repeats": 2,
         "target_s": 0.3,
@@ -53,6 +60,7 @@ class Settings:
     eval_every: int
     fast_seed_iters: int
     seeds_list: tuple[int, ...]
+    grid_list: tuple[int, ...]
     scaling_iters: tuple[int, ...]
     repeats: int
     target_s: float
@@ -79,10 +87,11 @@ def make_settings(mode: str = "full", torch_threads: str | int = "auto", **given
         raise ConfigError("setting", unknown[0], "expected a field of Settings")
     values = {"eval_every": SEED.train.eval_every, "torch_compile": False, "compare": True, **PRESETS[mode]}
     values.update({k: v for k, v in given.items() if v is not None})
-    for name in ("seeds_list", "scaling_iters"):
+    for name in ("seeds_list", "grid_list", "scaling_iters"):
         for v in values[name]:
             check_int(name, v)
     values["seeds_list"] = tuple(sorted(set(values["seeds_list"])))
+    values["grid_list"] = tuple(sorted(set(values["grid_list"])))
     values["scaling_iters"] = tuple(values["scaling_iters"])
     values["fast_seed_iters"] = min(values["iters"], values["fast_seed_iters"])
     s = Settings(mode=mode, torch_threads=thread_candidates(torch_threads), jax_min_iters=128, **values)
@@ -110,10 +119,24 @@ def flops_per_model_step(model_cfg: ModelConfig, batch_size: int) -> int:
     return 3 * forward
 
 
-def workload(seeds: int, iters: int, eval_every: int, n_data: int, seed: int = 0) -> StudyConfig:
-    """The seed study with S seeds, ``iters`` steps and ``n_data`` points; no predictions kept."""
+def workload(seeds: int, iters: int, eval_every: int, n_data: int, seed: int = 0, grid: int = 1) -> StudyConfig:
+    """The seed study with S seeds, ``iters`` steps and ``n_data`` points; no predictions kept. With
+    ``grid`` > 1 each optimizer runs ``grid`` lrs log-spaced over :data:`GRID_LRS` (its other
+    hyperparameters the seed's)."""
+    optimizers = SEED.optimizers
+    if grid > 1:
+        lrs = [float(v) for v in np.geomspace(*GRID_LRS, grid)]
+        optimizers = tuple(
+            OptimizerConfig.make(o.name, **{**{k: v[0] for k, v in o.grid().items()}, "lr": lrs}) for o in optimizers
+        )
     return seed_study(
-        seeds=seeds, iters=iters, eval_every=eval_every, n_data=n_data, seed=seed, record_predictions=False
+        optimizers=optimizers,
+        seeds=seeds,
+        iters=iters,
+        eval_every=eval_every,
+        n_data=n_data,
+        seed=seed,
+        record_predictions=False,
     )
 
 
@@ -129,6 +152,8 @@ def described(s: Settings) -> dict:
         "lr": SEED.optimizers[0].grid()["lr"][0],
         "seed_study_n_data": SEED.data.n_data,
         "throughput_n_data": THROUGHPUT_N_DATA,
+        "grid_seeds": GRID_SEEDS,
+        "grid_lrs": list(GRID_LRS),
         "batch_size": batch,
         "model": f"{widths} tanh MLP",
         "flops_per_model_step": flops_per_model_step(model, batch),
