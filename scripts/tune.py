@@ -24,7 +24,6 @@ import _cli  # noqa: E402
 import _search_flags  # noqa: E402
 
 PROG = "tune.py"
-OUTPUTS = ("budget.csv", "tuning_budget.png", "tune.json")
 
 
 def parse_args(argv=None):
@@ -94,7 +93,7 @@ def main(argv=None) -> None:
     from jaxopt_cmp.results import csv_text
     from jaxopt_cmp.tuning import budget_rows
 
-    with claim_out_dir(args.out or _cli.default_out("tune"), args.overwrite, (*ALL_OUTPUTS, *OUTPUTS)) as out:
+    with claim_out_dir(args.out or _cli.default_out("tune"), args.overwrite, ALL_OUTPUTS) as out:
         print(f"output directory: {out.path}")
         plots, max_bytes = not args.no_plots, _cli.max_bytes(args)
         results = {s: run_schedule(s, cfg, data, out.path, plots, max_bytes) for s, cfg, data in plans}
