@@ -94,7 +94,7 @@ BAD = [
     (study, "--optimizers sgd,adam --search random --space momentum=uniform(0.8,0.9)", ["has no hyperparameter"]),
     (study, "--optimizers sgd --grid warmup=0,10", ["--grid=", "has no hyperparameter warmup"]),
     (study, "--optimizers momentum --grid momentum=0.5,1.5", ["--grid=", "momentum"]),
-    (study, "--grid lr=1e-3:1:200 --grid x=1:2:200 --grid y=1:2:100", ["--grid=", "at most 1,000,000"]),
+    (study, "--optimizers momentum --grid lr=1e-4:1:1001log --grid momentum=0:0.9:1000", ["at most 1,000,000"]),
     (study, "--optimizers momentum --grid lr=1e-4:1:50log --grid momentum=0:0.9:50 --max-memory 0.01", ["--grid="]),
     (tune_script, "--trials 0", ["--trials=0"]),
     (tune_script, "--grid lr=0.1,0.2", ["--grid=", "--space"]),
