@@ -137,9 +137,14 @@ def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys)
     result, _ = load_result(out / "constant")
     fail = mean_predictor_mse(result.config)
     curves = {}
+    clipped = 0
     for name in names:
-        val = np.where(result.diverged_at_HS[name] >= 0, np.inf, result.heldout("val", name)[-1])
-        curves[(name, "constant")] = budget_curve(val[:n], result.heldout("test", name)[-1][:n], range(1, n + 1), fail)
+        val, test = result.heldout("val", name)[-1], result.heldout("test", name)[-1]
+        bad = (result.diverged_at_HS[name] >= 0) | ~np.isfinite(val) | ~np.isfinite(test)
+        clipped += int(np.sum(~bad[:n] & (test[:n] > fail)))
+        val, test = np.where(bad, np.inf, val), np.where(bad, fail, np.minimum(test, fail))
+        curves[(name, "constant")] = budget_curve(val[:n], test[:n], range(1, n + 1), fail)
+    assert clipped  # a finite trial worse than predicting the mean, counted as that (the rule is exercised)
     want = budget_rows(curves, range(1, n + 1))
     with open(out / "budget.csv") as f:
         got = list(csv.DictReader(f))
