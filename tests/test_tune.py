@@ -122,7 +122,7 @@ def test_mean_predictor_mse_is_the_test_targets_variance():
     assert mean_predictor_mse(cfg) == pytest.approx(np.mean((y - y.mean()) ** 2), rel=1e-6)
 
 
-def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys):
+def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys, usage_error):
     """A tiny tune.py run: per-schedule study outputs, budget.csv equal to the budget curves
     recomputed from the saved runs (first N grid points; the last is the registry defaults, at
     their exact values), tune.json and the summary."""
@@ -139,7 +139,7 @@ def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys)
     curves = {}
     clipped = 0
     for name in names:
-        val, test = result.heldout("val", name)[-1], result.heldout("test", name)[-1]
+        val, test = (np.asarray(result.heldout(kind, name)[-1], np.float64) for kind in ("val", "test"))
         bad = (result.diverged_at_HS[name] >= 0) | ~np.isfinite(val) | ~np.isfinite(test)
         clipped += int(np.sum(~bad[:n] & (test[:n] > fail)))
         val, test = np.where(bad, np.inf, val), np.where(bad, fail, np.minimum(test, fail))
@@ -168,3 +168,6 @@ def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys)
     for text in ("k = 1", f"k = {n}", "Lowest mean by budget", "defaults vs tuned", "predicting the test targets"):
         assert text in summary and text in printed
     assert (out / "report.html").is_file() and (out / "constant" / "results.json").is_file()
+    tune_script.main(["--from", str(out), "--out", str(tmp_path / "again"), "--no-plots"])  # no training
+    assert (tmp_path / "again" / "budget.csv").read_text() == (out / "budget.csv").read_text()
+    assert "--trials" in usage_error(tune_script, ["--from", str(out), "--trials", "5"])
