@@ -18,7 +18,8 @@ def add_search_args(p, trials: int | None = None, method: str | None = None) -> 
         choices=("random", "sobol"),
         default=method,
         help="random or quasi-random (scrambled Sobol) search: --trials points of --space, or of each "
-        "optimizer's default space (README: Search spaces)" + (" (default: %(default)s)" if method else ""),
+        "optimizer's default space (README: Search spaces and tuning budgets)"
+        + (" (default: %(default)s)" if method else ""),
     )
     p.add_argument(
         "--trials",

@@ -9,7 +9,7 @@ Per schedule, one study (every optimizer: --trials points of its default search 
 a subdirectory named after the schedule with the usual study outputs. At the top: budget.csv
 (optimizer, schedule, k, expected_test_mse, lo, hi), tuning_budget.png, tune.json (the answer),
 summary.txt (the printed ranking at k = 1, 4, 16, N, where the leader changes, defaults vs tuned)
-and report.html. README: Tuning budgets.
+and report.html. README: Search spaces and tuning budgets.
 """
 
 from __future__ import annotations
