@@ -131,7 +131,9 @@ def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys,
     from jaxopt_cmp.tuning import budget_curve, budget_rows
 
     out, n, names = tmp_path / "t", 3, ("sgd", "momentum")
-    argv = [*TINY.split(), "--optimizers", ",".join(names), "--schedule", "constant", "--trials", str(n)]
+    # |x| (a target 100 tiny steps learn, unlike the seed's): trials below and above the mean predictor
+    argv = [*TINY.split(), "--target", "abs", "--iters", "100", "--eval-every", "50", "--optimizers", ",".join(names)]
+    argv += ["--schedule", "constant", "--trials", str(n)]
     tune_script.main([*argv, "--seeds", "2", "--out", str(out)])
     printed = capsys.readouterr().out
     result, _ = load_result(out / "constant")
@@ -145,6 +147,7 @@ def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys,
         val, test = np.where(bad, np.inf, val), np.where(bad, fail, np.minimum(test, fail))
         curves[(name, "constant")] = budget_curve(val[:n], test[:n], range(1, n + 1), fail)
     assert clipped  # a finite trial worse than predicting the mean, counted as that (the rule is exercised)
+    assert all(np.all(c < fail) for c in curves.values())  # and trials that learned: the curves are not flat
     want = budget_rows(curves, range(1, n + 1))
     with open(out / "budget.csv") as f:
         got = list(csv.DictReader(f))
