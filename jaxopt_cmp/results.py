@@ -56,6 +56,9 @@ OUTPUTS = (
     "validation.md",
     "summary.txt",
     "report.html",
+    "budget.csv",  # tune.py (its per-schedule studies are subdirectories)
+    "tuning_budget.png",
+    "tune.json",
 )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cli  # noqa: E402
+import _search_flags  # noqa: E402
 
 PROG = "compare.py"
 
@@ -29,6 +30,7 @@ def parse_args(argv=None):
         default="jax",
         help="jax: compiled scan + vmap; torch: the eager torch_ref loop (default: %(default)s)",
     )
+    _search_flags.add_search_args(p)
     _cli.add_process_args(p)
     return p.parse_args(argv)
 
@@ -41,7 +43,10 @@ def main(argv=None) -> None:
     from jaxopt_cmp.results import OUTPUTS, save_result, update_timing
 
     names = _cli.parse_list("optimizers", args.optimizers)
-    cfg, data = _cli.build_config(args, {n: {"lr": args.lr} for n in names}, args.seeds, record_predictions=True)
+    lr_given = args.lr != _cli.Parser.last.get_default("lr")
+    hparams = _search_flags.searched(args, names, args.schedule, "lr", lr_given) or {n: {"lr": args.lr} for n in names}
+    cfg, data = _cli.build_config(args, hparams, args.seeds, record_predictions=True)
+    _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))
     if data is not None and args.framework == "torch":
         raise _cli.ConfigError("data", args.data, "user data runs with --framework jax only")
     if args.framework == "torch":

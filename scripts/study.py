@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cli  # noqa: E402
+import _search_flags  # noqa: E402
 import numpy as np  # noqa: E402  (after _cli: its Ctrl-C handler first)
 
 PROG = "study.py"
@@ -36,6 +37,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--lrs", default=DEFAULT_LRS, help="comma-separated learning-rate grid (default: 9 log-spaced, 1e-4..1)"
     )
+    _search_flags.add_search_args(p)
     p.add_argument("--seeds", type=int, default=16, help="seeds per grid point, vmapped (default: %(default)s)")
     p.add_argument(
         "--target-mse",
@@ -131,7 +133,9 @@ def main(argv=None) -> None:
         return
     lrs = _cli.parse_list("lrs", args.lrs, float)
     names = _cli.parse_list("optimizers", args.optimizers)
-    cfg, data = _cli.build_config(args, {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
+    hparams = _search_flags.searched(args, names, args.schedule, "lrs", args.lrs != DEFAULT_LRS)
+    cfg, data = _cli.build_config(args, hparams or {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
+    _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))
     shard = {}
     if args.shard is not None:
         from jaxopt_cmp.shards import shard_config, shard_record
@@ -153,8 +157,10 @@ def main(argv=None) -> None:
         if shard:
             last = cfg.seed_offset + cfg.seeds - 1
             print(f"shard {shard['index']}/{shard['count']}: seeds {cfg.seed_offset}..{last} of {shard['seeds']}")
-        runs = len(names) * len(lrs) * cfg.seeds
-        print(f"{len(names)} optimizers x {len(lrs)} lrs x {cfg.seeds} seeds = {runs} runs of {cfg.train.iters} steps")
+        points = sum(o.grid_size for o in cfg.optimizers)
+        runs = points * cfg.seeds
+        grid = f"{len(lrs)} lrs" if hparams is None else f"{points // len(names)} grid points"
+        print(f"{len(names)} optimizers x {grid} x {cfg.seeds} seeds = {runs} runs of {cfg.train.iters} steps")
         prepared = prepare_study(cfg, data, max_bytes=_cli.max_bytes(args))
         if not args.no_plots:
             _cli.import_in_background("jaxopt_cmp.figures")

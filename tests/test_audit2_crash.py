@@ -86,7 +86,7 @@ class _Claimed(Exception):
     pass
 
 
-@pytest.mark.parametrize("script", ["compare", "study", "diagnose", "validate"])
+@pytest.mark.parametrize("script", ["compare", "study", "diagnose", "validate", "tune"])
 def test_overwrite_removes_every_scripts_outputs(tmp_path, monkeypatch, script):
     """compare/study's --overwrite left diagnose's diagnostics.npz and diag_*.png next to the new
     results; diagnose's and validate's left results.json: every script claims with one list."""
