@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
+
+from jaxopt_cmp.render import Figure  # displays itself in a notebook (_repr_png_)
 
 
 def tuning_budget_figure(rows: Sequence[dict]) -> Figure:

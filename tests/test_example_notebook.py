@@ -19,7 +19,10 @@ ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "examples" / "seed_notebook.ipynb"
 FIGURE_TEXT = re.compile(r"^<Figure size ([\d.]+)x([\d.]+) with \d+ Axes>$")  # pixels, maybe fractional
 # Replaces the values of the notebook's parameters cell (the same names, small sizes).
-SMALL = {"N_DATA": 512, "ITERS": 40, "EVAL_EVERY": 10, "SEEDS": 2, "STUDY_ITERS": 40, "DIAG_ITERS": 40}
+SMALL = {
+    "N_DATA": 512, "ITERS": 40, "EVAL_EVERY": 10, "SEEDS": 2, "STUDY_ITERS": 40, "DIAG_ITERS": 40, "TUNE_TRIALS": 3,
+    "TUNE_ITERS": 40,
+}  # fmt: skip
 WARNINGS_AS_ERRORS = "import warnings\nwarnings.simplefilter('error')"
 # Last: the kernel's own shutdown warns (ipykernel's do_shutdown deprecation), not the notebook.
 WARNINGS_BACK = "warnings.resetwarnings()"
@@ -86,13 +89,13 @@ def test_every_figure_shows_as_an_image(executed):
                 png = Image.open(io.BytesIO(base64.b64decode(out.data["image/png"])))
                 assert png.size == tuple(int(float(v)) for v in size.groups())  # Agg truncates
                 figures += 1
-    assert figures == 6  # the data, curves, snapshots, the study's curves, sharpness, steps
+    assert figures == 7  # the data, curves, snapshots, the study's curves, sharpness, steps, tuning budget
     gifs = [out for c in executed.cells for out in c.get("outputs", []) if "image/gif" in out.get("data", {})]
     assert len(gifs) == 1
 
 
 def test_progress_shows_as_a_widget(executed):
-    # ipywidgets is installed (the notebook extra): each of the three bars is a tqdm widget.
+    # ipywidgets is installed (the notebook extra): each of the four bars' cells shows a tqdm widget.
     widget = "application/vnd.jupyter.widget-view+json"
     bars = [c for c in executed.cells if any(widget in out.get("data", {}) for out in c.get("outputs", []))]
-    assert len(bars) == 3 and all("ProgressBar(" in c.source for c in bars)
+    assert len(bars) == 4 and all("ProgressBar(" in c.source for c in bars)
