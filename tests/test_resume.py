@@ -167,3 +167,19 @@ def test_another_studys_damaged_or_finished_checkpoint_is_refused(tmp_path, usag
     assert "--resume=(no --out) is not allowed: expected --out naming the study's directory" in err
     err = usage_error(study, [*TINY, "--out", str(out), "--checkpoint-every", "-1"])
     assert "--checkpoint-every=-1.0 is not allowed" in err
+
+
+def test_bench_checkpoint_row_counts_the_saves_and_their_cost(tmp_path):
+    """bench.py --checkpoint-cost's measurement on a tiny study: no save at the 60 s default, one
+    per boundary after the first at a short interval, the ratios and the per-save cost reported."""
+    from jaxopt_cmp.bench import checkpoint_cost
+    from jaxopt_cmp.config import seed_study
+
+    cfg = seed_study(optimizers=("adam",), lr=[0.01, 0.1], seeds=2, iters=100, eval_every=20, hidden=(8,), n_data=128)
+    doc = checkpoint_cost.measure(cfg, tmp_path, repeats=2)
+    default, short = doc["intervals"]
+    assert default["every_s"] == 60 and default["saves"] == [0, 0]
+    assert short["saves"] == [4, 4]  # boundaries 20, 40, 60, 80 (not 0 or the end)
+    assert doc["runs"] == 4 and doc["per_save_s"]["median"] > 0 and doc["checkpoint_mb"] > 0
+    assert doc["projected_at_default"] == doc["per_save_s"]["median"] / 60 and not (tmp_path / NAME).exists()
+    assert "per save" in checkpoint_cost.markdown(doc) and "every boundary" in checkpoint_cost.markdown(doc)
