@@ -180,6 +180,7 @@ def test_bench_checkpoint_row_counts_the_saves_and_their_cost(tmp_path):
     default, short = doc["intervals"]
     assert default["every_s"] == 60 and default["saves"] == [0, 0]
     assert short["saves"] == [4, 4]  # boundaries 20, 40, 60, 80 (not 0 or the end)
+    assert short["ratio"] == short["train_s"]["median"] / doc["train_s"]["median"]
     assert doc["runs"] == 4 and doc["per_save_s"]["median"] > 0 and doc["checkpoint_mb"] > 0
     assert doc["projected_at_default"] == doc["per_save_s"]["median"] / 60 and not (tmp_path / NAME).exists()
     assert "per save" in checkpoint_cost.markdown(doc) and "every boundary" in checkpoint_cost.markdown(doc)
