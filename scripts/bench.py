@@ -76,7 +76,7 @@ def parse_args(argv=None):
         "--checkpoint-cost",
         action="store_true",
         help="only the checkpoint row: study.py's default grid (432 runs of the seed network) trained without "
-        "a checkpoint, at the default 60 s interval and at every boundary (1,000 steps; --quick 300)",
+        "a checkpoint, at the default 60 s interval and at every boundary (1,000 steps; --quick 100, 2 evaluations)",
     )
     p.add_argument("--out", default=None, help="output directory (default: runs/bench-<time>)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
@@ -133,10 +133,10 @@ def checkpoint_row(args) -> None:
     from jaxopt_cmp.config import seed_study
     from jaxopt_cmp.io import atomic_write_bytes, claim_out_dir, dumps
 
-    iters = args.iters or (300 if args.quick else 1000)
+    iters = args.iters or (100 if args.quick else 1000)  # each evaluation: 432 runs x 10,000 points
     cfg = seed_study(
         optimizers=("sgd", "momentum", "adam"), lr=[float(f"{v:.3g}") for v in np.logspace(-4, 0, 9)], seeds=16,
-        iters=iters, eval_every=args.eval_every or iters // 10, record_predictions=True,
+        iters=iters, eval_every=args.eval_every or iters // (2 if args.quick else 10), record_predictions=True,
     )  # fmt: skip
     names = ("checkpoint.json", "checkpoint.md")
     with claim_out_dir(args.out or _cli.default_out("bench"), args.overwrite, names) as out:
