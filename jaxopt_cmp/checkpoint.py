@@ -133,4 +133,7 @@ class Checkpoint:
         return runs, evals
 
     def remove(self) -> None:
+        """Deletes the checkpoint and the half-written ones of killed writers (their temporary siblings)."""
         self.path.unlink(missing_ok=True)
+        for part in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+            part.unlink(missing_ok=True)

@@ -184,9 +184,9 @@ class OutputDir:
 
 def claim_out_dir(path: str | os.PathLike, overwrite: bool = False, outputs: tuple[str, ...] = ()) -> OutputDir:
     """Creates ``path`` (or takes it empty, or with ``overwrite`` removes the ``outputs`` a previous
-    run left there, ``results.json`` first) and locks it for this process; ``ConfigError``
-    (setting ``out``) if it is a file, not writable, non-empty without ``overwrite``, or claimed by
-    another run."""
+    run left there, ``results.json`` first, and the parts of them a killed writer left) and locks it
+    for this process; ``ConfigError`` (setting ``out``) if it is a file, not writable, non-empty
+    without ``overwrite``, or claimed by another run."""
     import fcntl
 
     out = Path(path)
@@ -212,6 +212,8 @@ def claim_out_dir(path: str | os.PathLike, overwrite: bool = False, outputs: tup
         if overwrite:
             for name in sorted(outputs, key=lambda n: n != "results.json"):
                 (out / name).unlink(missing_ok=True)
+                for tmp in out.glob(f".{name}.*.tmp"):  # a part a killed writer left (atomic_write_bytes)
+                    tmp.unlink(missing_ok=True)
     except BaseException:
         claimed.release()
         raise

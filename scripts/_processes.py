@@ -1,5 +1,6 @@
-"""The scripts' several-process plumbing: process flags, starting JAX's multi-process runtime (with a
-watchdog for lost peers), shards of a study, and the output directory only process 0 writes into.
+"""The scripts' plumbing for work bigger than one process: process flags, starting JAX's
+multi-process runtime (with a watchdog for lost peers), the output directory only process 0 writes
+into, and a study's jobs: shards (``--shard``, ``--merge``) and checkpoints (``--resume``).
 :mod:`_cli` re-exports what the scripts call."""
 
 from __future__ import annotations
@@ -163,3 +164,88 @@ def out_dir(args, script: str, outputs: tuple[str, ...], overwrite: bool | None 
     from jaxopt_cmp.io import claim_out_dir
 
     return claim_out_dir(args.out or default_out(script), args.overwrite if overwrite is None else overwrite, outputs)
+
+
+def add_study_job_args(p: Parser) -> None:
+    """study.py's flags for a study split into jobs (``--shard``, ``--merge``) or resumed (``--checkpoint-every``,
+    ``--resume``)."""
+    p.add_argument(
+        "--shard",
+        default=None,
+        help="I/N: train only part I (0..N-1) of N disjoint blocks of the seeds, under their indices in the whole "
+        "study, for --merge later; auto: a SLURM job array's task of SLURM_ARRAY_TASK_COUNT",
+    )
+    p.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="DIR",
+        help="join the output directories of every part of one --shard study into --out (no training)",
+    )
+    p.add_argument(
+        "--checkpoint-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="save the training state into --out at the first evaluation boundary after every SECONDS, "
+        "for --resume; 0: never (default: %(default)s; one process only)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the study in --out from its checkpoint, or start it if it has none yet (same flags; "
+        "bit-identical results)",
+    )
+
+
+def study_shard(args, cfg):
+    """``(config, shard record)``: the part ``--shard`` names (its seeds, under their global indices),
+    or ``(cfg, {})``."""
+    if args.shard is None:
+        return cfg, {}
+    from jaxopt_cmp.shards import shard_config, shard_record
+
+    index, count = parse_shard(args.shard)
+    return shard_config(cfg, index, count), shard_record(cfg, index, count)
+
+
+def study_checkpoint(args, cfg, data, outputs: tuple[str, ...]):
+    """``(checkpoint, outputs to clear)``: the study's :class:`~jaxopt_cmp.checkpoint.Checkpoint` in
+    ``--out`` (with ``--resume``, loaded if there is one; another study's is refused before compiling),
+    or None (never saved: 0 seconds, or several processes); names ``--out`` if it was not given. Without
+    ``--resume`` an old checkpoint is cleared with the other outputs (``--overwrite``)."""
+    import jax
+
+    from jaxopt_cmp.checkpoint import NAME, Checkpoint, study_digest
+    from jaxopt_cmp.checks import check_real
+
+    every = check_real("checkpoint_every", args.checkpoint_every, 0.0, float("inf"))
+    if args.resume:
+        if jax.process_count() > 1:
+            raise ConfigError("resume", "", "expected one process (checkpoints are written by one process)")
+        if not args.out:
+            raise ConfigError("resume", "(no --out)", "expected --out naming the study's directory")
+        out = Path(args.out)
+        if (out / "results.json").is_file() and not (out / NAME).is_file():
+            raise ConfigError("resume", str(out), "expected an unfinished study's directory (it holds results.json)")
+    args.out = args.out or str(default_out("study"))  # named now: the checkpoint lives there
+    outputs = outputs if args.resume else (*outputs, NAME)
+    if jax.process_count() > 1 or (every == 0 and not args.resume) or State.worker:
+        return None, outputs
+    saver = Checkpoint(args.out, study_digest(cfg, data), every)
+    if args.resume and saver.exists():
+        saver.load()
+    return saver, outputs
+
+
+def study_job_lines(args, saver, cfg, shard: dict) -> list[str]:
+    """Where a study starts (with ``--resume``: its checkpoint's step, or step 0) and which part it is."""
+    lines = []
+    if saver is not None and saver.state is not None:
+        lines.append(f"resuming at step {cfg.train.eval_steps[saver.state[0]]} from {saver.path}")
+    elif args.resume:
+        lines.append(f"no checkpoint in {args.out} yet: starting at step 0")
+    if shard:
+        last = cfg.seed_offset + cfg.seeds - 1
+        lines.append(f"shard {shard['index']}/{shard['count']}: seeds {cfg.seed_offset}..{last} of {shard['seeds']}")
+    return lines

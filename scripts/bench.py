@@ -3,6 +3,7 @@
     python scripts/bench.py                  # full: seed study + S = 1, 8, 32, 128, 512 (< 10 min on 2 cores)
     python scripts/bench.py --quick          # about a minute: shorter seed study, S = 8, 128
     python scripts/bench.py --torch-compile  # also torch.compile of the stacked step (slow to compile on CPU)
+    python scripts/bench.py --checkpoint-cost --quick   # only the checkpoint row (study.py --checkpoint-every)
 
 Implementations, each in its own worker process (so each has its own peak RSS):
   jax            jaxopt_cmp.study.compile_study: one lax.scan, vmapped over seeds, jitted once
@@ -76,6 +77,12 @@ def parse_args(argv=None):
     p.add_argument(
         "--ceiling-size", type=int, default=None, help=f"n of the n^3 float32 matmul ceiling {_preset('ceiling_size')}"
     )
+    p.add_argument(
+        "--checkpoint-cost",
+        action="store_true",
+        help="only the checkpoint row: study.py's default grid (432 runs of the seed network) trained without "
+        "a checkpoint, at the default 60 s interval and at every boundary (1,000 steps; --quick 100, 2 evaluations)",
+    )
     p.add_argument("--out", default=None, help="output directory (default: runs/bench-<time>)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     return p.parse_args(argv)
@@ -100,6 +107,8 @@ def settings_of(args):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    if args.checkpoint_cost:
+        return checkpoint_row(args)
     settings = settings_of(args)
     from jaxopt_cmp.bench import report
     from jaxopt_cmp.bench.measure import run_bench
@@ -119,6 +128,30 @@ def main(argv=None) -> None:
     print(text)
     print("\n".join(f"wrote {out.path / name}" for name in names))
     print(f"bench took {doc['elapsed_s']:.0f} s")
+
+
+def checkpoint_row(args) -> None:
+    """``--checkpoint-cost``: writes checkpoint.json and checkpoint.md (:mod:`jaxopt_cmp.bench.checkpoint_cost`)."""
+    import numpy as np
+
+    from jaxopt_cmp.bench import checkpoint_cost
+    from jaxopt_cmp.config import seed_study
+    from jaxopt_cmp.io import atomic_write_bytes, claim_out_dir, dumps
+
+    iters = args.iters or (100 if args.quick else 1000)  # each evaluation: 432 runs x 10,000 points
+    cfg = seed_study(
+        optimizers=("sgd", "momentum", "adam"), lr=[float(f"{v:.3g}") for v in np.logspace(-4, 0, 9)], seeds=16,
+        iters=iters, eval_every=args.eval_every or iters // (2 if args.quick else 10), record_predictions=True,
+    )  # fmt: skip
+    names = ("checkpoint.json", "checkpoint.md")
+    with claim_out_dir(args.out or _cli.default_out("bench"), args.overwrite, names) as out:
+        print(f"output directory: {out.path}", flush=True)
+        doc = checkpoint_cost.measure(cfg, out.path, repeats=args.repeats or (2 if args.quick else 3))
+        text = checkpoint_cost.markdown(doc)
+        for name, payload in zip(names, (dumps(doc) + "\n", text)):
+            atomic_write_bytes(out.path / name, payload.encode())
+    print(text, end="")
+    print("\n".join(f"wrote {out.path / name}" for name in names))
 
 
 if __name__ == "__main__":

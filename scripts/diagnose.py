@@ -69,6 +69,7 @@ def parse_args(argv=None):
     p.add_argument("--out", default=None, help="output directory (default: runs/diagnose-<time>)")
     p.add_argument("--overwrite", action="store_true", help="allow writing into a non-empty --out")
     p.add_argument("--no-plots", action="store_true", help="skip the figures (report.html is still written)")
+    _cli.add_process_args(p)
     return p.parse_args(argv)
 
 
@@ -95,6 +96,7 @@ def build(args):
 
 def main(argv=None) -> None:
     args = parse_args(argv)
+    _cli.start_processes(args, PROG)  # every process measures every run; process 0 writes
     cfg, sizes = build(args)
     if args.dtype == "float64":
         import jax
@@ -104,10 +106,10 @@ def main(argv=None) -> None:
     from jaxopt_cmp.diagnostics_report import diagnostics_figures, diagnostics_summary, findings_markdown
     from jaxopt_cmp.figures import save_figures
     from jaxopt_cmp.html_report import write_report
-    from jaxopt_cmp.io import atomic_write_bytes, atomic_write_npz, claim_out_dir, dumps
+    from jaxopt_cmp.io import atomic_write_bytes, atomic_write_npz, dumps
     from jaxopt_cmp.results import OUTPUTS
 
-    with claim_out_dir(args.out or _cli.default_out("diagnose"), args.overwrite, OUTPUTS) as out:
+    with _cli.out_dir(args, "diagnose", OUTPUTS) as out:
         print(f"output directory: {out.path}")
         wall, cpu = time.perf_counter(), time.process_time()
         bar = _cli.Progress(cfg.train.iters, f"diagnostics: {len(cfg.optimizers)} optimizers x {cfg.seeds} seed(s)")

@@ -21,6 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cli  # noqa: E402
+import _processes  # noqa: E402  (a study's jobs: shards, checkpoints)
 import _search_flags  # noqa: E402
 import numpy as np  # noqa: E402  (after _cli: its Ctrl-C handler first)
 
@@ -51,32 +52,7 @@ def parse_args(argv=None):
         default=None,
         help="re-render tables and figures from a saved run (into --out if given, else into it)",
     )
-    p.add_argument(
-        "--shard",
-        default=None,
-        help="I/N: train only part I (0..N-1) of N disjoint blocks of the seeds, under their indices in the whole "
-        "study, for --merge later; auto: a SLURM job array's task of SLURM_ARRAY_TASK_COUNT",
-    )
-    p.add_argument(
-        "--merge",
-        nargs="+",
-        default=None,
-        metavar="DIR",
-        help="join the output directories of every part of one --shard study into --out (no training)",
-    )
-    p.add_argument(
-        "--checkpoint-every",
-        type=float,
-        default=60.0,
-        metavar="SECONDS",
-        help="save the training state into --out at the first evaluation boundary after every SECONDS, "
-        "for --resume; 0: never (default: %(default)s; one process only)",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the interrupted study in --out from its checkpoint (same flags; bit-identical results)",
-    )
+    _processes.add_study_job_args(p)
     args = p.parse_args(argv)
     if args.from_dir and args.merge:
         raise _cli.ConfigError("merge", " ".join(args.merge), "expected either --from or --merge, not both")
@@ -136,27 +112,15 @@ def main(argv=None) -> None:
     hparams = _search_flags.searched(args, names, args.schedule, "lrs", args.lrs != DEFAULT_LRS)
     cfg, data = _cli.build_config(args, hparams or {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
     _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))
-    shard = {}
-    if args.shard is not None:
-        from jaxopt_cmp.shards import shard_config, shard_record
-
-        index, count = _cli.parse_shard(args.shard)
-        cfg, shard = shard_config(cfg, index, count), shard_record(cfg, index, count)
+    cfg, shard = _processes.study_shard(args, cfg)
     target = default_target(cfg) if args.target_mse is None else args.target_mse
     check_real("target_mse", target, 0.0, float("inf"), low_open=True)
-    from jaxopt_cmp import checkpoint as ckpt
     from jaxopt_cmp.study import prepare_study
 
-    args.out = args.out or str(_cli.default_out("study"))  # named now: the checkpoint lives there
-    saver = checkpoint(args, cfg, data)
-    fresh = () if args.resume else (ckpt.NAME,)  # --overwrite removes an old checkpoint, --resume keeps it
-    with _cli.out_dir(args, "study", OUTPUTS + fresh, overwrite=args.overwrite or args.resume) as out:
+    saver, outputs = _processes.study_checkpoint(args, cfg, data, OUTPUTS)
+    with _cli.out_dir(args, "study", outputs, overwrite=args.overwrite or args.resume) as out:
         print(f"output directory: {out.path}")
-        if saver is not None and saver.state is not None:
-            print(f"resuming at step {cfg.train.eval_steps[saver.state[0]]} from {saver.path}")
-        if shard:
-            last = cfg.seed_offset + cfg.seeds - 1
-            print(f"shard {shard['index']}/{shard['count']}: seeds {cfg.seed_offset}..{last} of {shard['seeds']}")
+        print("".join(f"{line}\n" for line in _processes.study_job_lines(args, saver, cfg, shard)), end="")
         points = sum(o.grid_size for o in cfg.optimizers)
         runs = points * cfg.seeds
         grid = f"{len(lrs)} lrs" if hparams is None else f"{points // len(names)} grid points"
@@ -182,35 +146,10 @@ def main(argv=None) -> None:
         _cli.check_interrupted()
         _cli.State.results = save_result(result, out.path, target=target)
         print(f"wrote {_cli.State.results}")
-        if saver is not None:
-            saver.remove()
         paths = report_study(result, out.path, target, not args.no_plots, data)
+        if saver is not None:  # last: a study killed while writing its results resumes from it
+            saver.remove()
         print("".join(f"wrote {f}\n" for f in paths), end="")
-
-
-def checkpoint(args, cfg, data):
-    """The study's :class:`~jaxopt_cmp.checkpoint.Checkpoint` in ``--out`` (loaded with
-    ``--resume``, refused if it is another study's: before compiling), or None (never saved: 0
-    seconds, or several processes)."""
-    import jax
-
-    from jaxopt_cmp.checkpoint import NAME, Checkpoint, study_digest
-    from jaxopt_cmp.checks import check_real
-
-    every = check_real("checkpoint_every", args.checkpoint_every, 0.0, float("inf"))
-    if args.resume and (jax.process_count() > 1 or not args.out or not (Path(args.out) / NAME).is_file()):
-        allowed = (
-            "expected one process (checkpoints are written by one process)"
-            if jax.process_count() > 1
-            else f"expected --out naming an interrupted study's directory (one holding {NAME})"
-        )
-        raise _cli.ConfigError("resume", args.out or "(no --out)", allowed)
-    if jax.process_count() > 1 or (every == 0 and not args.resume) or _cli.State.worker:
-        return None
-    saver = Checkpoint(args.out, study_digest(cfg, data), every)
-    if args.resume:
-        saver.load()
-    return saver
 
 
 def merge(args) -> None:

@@ -71,3 +71,28 @@ def host_devices_env():
     """``host_devices_env(n) -> env``: this process's environment asking for ``n`` XLA host
     devices, for a subprocess that needs several (or wants to state its count)."""
     return xla_env
+
+
+def assert_same_study(a, b, texts=("runs.csv", "history.csv"), ignore_versions=()) -> None:
+    """Two studies' output directories hold the same results: ``results.json`` but ``timing`` (and
+    the ``ignore_versions`` entries) equal, every array of ``arrays.npz`` bit for bit (dtype too),
+    and the ``texts`` files byte for byte."""
+    import json
+    from pathlib import Path
+
+    import numpy as np
+
+    a, b = Path(a), Path(b)
+    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
+    for r in (ra, rb):
+        r.pop("timing")
+        for key in ignore_versions:
+            r["versions"].pop(key)
+    assert ra == rb
+    na, nb = np.load(a / "arrays.npz"), np.load(b / "arrays.npz")
+    assert sorted(na.files) == sorted(nb.files)
+    for name in na.files:
+        assert na[name].dtype == nb[name].dtype, name
+        np.testing.assert_array_equal(na[name], nb[name], err_msg=name)
+    for name in texts:
+        assert (a / name).read_bytes() == (b / name).read_bytes(), name

@@ -6,7 +6,6 @@ failure and leaves no process running. Every subprocess has a timeout and is kil
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -15,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import assert_same_study
 
 import jaxopt_cmp
 
@@ -26,6 +25,9 @@ TINY = "--optimizers sgd,adam --lrs 0.01,0.03 --seeds 4 --iters 40 --eval-every 
 # One persistent compilation cache for the module: the 2-process runs compile the same program.
 CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / f"jaxopt_cmp-test-launch-{os.getpid()}"
 TINY = [*TINY.split(), "--batch-size", "16", "--no-plots", "--cache-dir", str(CACHE)]
+DIAGNOSE = str(REPO / "scripts" / "diagnose.py")
+DIAGNOSE_TINY = "--optimizers sgd --iters 20 --eval-every 10 --hidden 4 --n-data 64 --batch-size 16 --spectrum-at 0"
+DIAGNOSE_TINY = [*DIAGNOSE_TINY.split(), "--lanczos-iters", "2", "--no-plots"]
 TIMEOUT_S = 240  # a hang fails the test instead of blocking CI
 
 
@@ -47,23 +49,24 @@ def _end(procs) -> None:
         p.wait()
 
 
+def _start_pair(tmp_path: Path, argv: list[str], flags: list[str], env: dict) -> list[subprocess.Popen]:
+    """Processes 0 and 1 of ``argv`` with the process ``flags`` (``--process-id`` added), each
+    into its own ``--out`` ``o<i>`` and log ``log<i>.txt``."""
+    return [
+        _start(
+            [*argv, *flags, "--process-id", str(i), "--out", str(tmp_path / f"o{i}")],
+            tmp_path / f"log{i}.txt",
+            env,
+            tmp_path,
+        )  # fmt: skip
+        for i in range(2)
+    ]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
-
-
-def _same_results(a: Path, b: Path) -> None:
-    """results.json (but timing and the process count) and every array of arrays.npz, bit for bit."""
-    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
-    for r in (ra, rb):
-        r.pop("timing")
-        r["versions"].pop("process_count")
-    assert ra == rb
-    na, nb = np.load(a / "arrays.npz"), np.load(b / "arrays.npz")
-    assert sorted(na.files) == sorted(nb.files)
-    for name in na.files:
-        np.testing.assert_array_equal(na[name], nb[name], err_msg=name)
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -103,12 +106,14 @@ def test_launch_two_processes_equals_one_process(tmp_path, host_devices_env, one
     assert log.count("study.py: worker 1 of 2; process 0 prints and writes the results") == 1
     assert log.count("results.json\n") == 1 and log.count("output directory:") == 1, log  # process 0 only
     assert not list(tmp_path.glob("study-worker-*"))
-    _same_results(tmp_path / "out", one_process)
+    assert_same_study(tmp_path / "out", one_process, texts=(), ignore_versions=("process_count",))
 
 
-def test_faked_slurm_finds_the_processes_without_flags(tmp_path, host_devices_env, one_process):
+def test_faked_slurm_finds_the_processes_without_flags(tmp_path, host_devices_env):
     """srun's variables on localhost: JAX's SLURM detection gives the layout and the coordinator
-    (port from the job id); --distributed auto starts the runtime; the results equal one process."""
+    (port from the job id); --distributed auto starts the runtime with no process flags. The script
+    is diagnose.py (the same process flags as study.py, whose 2-process results are compared above):
+    process 0 writes the diagnostics, process 1 prints its one line and writes nothing."""
     for job in range(1000, 5096):  # JAX's port for a job: 61440 + job % 4096; take a free one
         port = 61440 + job % 4096
         with socket.socket() as s:
@@ -124,15 +129,18 @@ def test_faked_slurm_finds_the_processes_without_flags(tmp_path, host_devices_en
             slurm.update({"SLURM_STEP_NODELIST": "localhost", "SLURM_STEP_NUM_NODES": "1", "SLURM_NODEID": "0"})
             env = {**_env(host_devices_env, 1), **slurm}
             out = ["--out", str(tmp_path / f"out{i}")]
-            procs.append(_start([sys.executable, STUDY, *TINY, *out], tmp_path / f"log{i}.txt", env, tmp_path))
+            procs.append(
+                _start([sys.executable, DIAGNOSE, *DIAGNOSE_TINY, *out], tmp_path / f"log{i}.txt", env, tmp_path)
+            )
         for p in procs:
             p.wait(TIMEOUT_S)
     finally:
         _end(procs)
     logs = [(tmp_path / f"log{i}.txt").read_text() for i in range(2)]
     assert [p.returncode for p in procs] == [0, 0], logs
-    assert "worker 1 of 2" in logs[1] and not (tmp_path / "out1").exists()
-    _same_results(tmp_path / "out0", one_process)
+    assert "diagnose.py: worker 1 of 2; process 0 prints and writes the results" in logs[1], logs[1]
+    assert "wrote" not in logs[1] and not (tmp_path / "out1").exists() and not list(tmp_path.glob("diagnose-worker-*"))
+    assert "worker" not in logs[0] and f"wrote {tmp_path / 'out0' / 'diagnostics.npz'}" in logs[0], logs[0]
 
 
 PEER_TIMEOUT_S = 3
@@ -148,15 +156,7 @@ def test_a_killed_process_stops_the_survivor_within_the_bound(tmp_path, host_dev
     long = [*TINY, "--iters", "3000000", "--eval-every", "1000", "--peer-timeout", str(PEER_TIMEOUT_S)]
     flags = ["--coordinator", f"localhost:{port}", "--num-processes", "2"]
     env = _env(host_devices_env, 1)
-    procs = [
-        _start(
-            [sys.executable, STUDY, *long, *flags, "--process-id", str(i), "--out", str(tmp_path / f"o{i}")],
-            tmp_path / f"log{i}.txt",
-            env,
-            tmp_path,
-        )  # fmt: skip
-        for i in range(2)
-    ]
+    procs = _start_pair(tmp_path, [sys.executable, STUDY, *long], flags, env)
     try:
         deadline = time.monotonic() + TIMEOUT_S
         while "it/s" not in (tmp_path / "log0.txt").read_text():  # training has started
@@ -189,15 +189,7 @@ def test_a_peer_that_never_arrives_or_a_port_in_use_ends_within_the_bound(tmp_pa
         taken.listen()
         port = taken.getsockname()[1]
         flags = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--peer-timeout", str(PEER_TIMEOUT_S)]
-        procs = [
-            _start(
-                [sys.executable, STUDY, *TINY, *flags, "--process-id", str(i), "--out", str(tmp_path / f"o{i}")],
-                tmp_path / f"log{i}.txt",
-                env,
-                tmp_path,
-            )  # fmt: skip
-            for i in range(2)
-        ]
+        procs = _start_pair(tmp_path, [sys.executable, STUDY, *TINY], flags, env)
         try:
             for p in procs:
                 p.wait(TIMEOUT_S)
@@ -287,6 +279,13 @@ def test_process_flags_are_refused_one_line_before_starting(usage_error, tmp_pat
     assert err == "study.py: error: --distributed=off is not allowed: --coordinator needs --distributed auto"
     flags = ["--coordinator", "localhost:1234", "--num-processes", "2", "--process-id", "0"]
     assert "--peer-timeout=0.0 is not allowed" in usage_error(study, [*flags, "--peer-timeout", "0", *out])
+    before = os.environ.get("OPENBLAS_NUM_THREADS")
+    import diagnose  # sets OPENBLAS_NUM_THREADS if unset: undone below
+
+    if before is None:
+        os.environ.pop("OPENBLAS_NUM_THREADS", None)
+    err = usage_error(diagnose, ["--process-id", "1", *out])
+    assert err == "diagnose.py: error: --process-id=1 is not allowed: expected --coordinator too (all three, or none)"
     assert not (tmp_path / "never").exists()
 
 

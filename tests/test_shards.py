@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_same_study
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -21,6 +22,7 @@ from jaxopt_cmp.shards import seed_range, shard_config  # noqa: E402
 
 TINY = "--optimizers adam --lrs 0.01,0.1 --seeds 4 --iters 40 --eval-every 20 --hidden 8 --n-data 128"
 TINY = [*TINY.split(), "--batch-size", "16", "--no-plots", "--no-cache"]
+TEXTS = ("runs.csv", "history.csv", "summary.txt")
 
 
 def _study(out: Path, *flags: str) -> Path:
@@ -39,19 +41,6 @@ def halves(tmp_path_factory) -> list[Path]:
     return [_study(tmp / f"s{i}", "--shard", f"{i}/2") for i in range(2)]
 
 
-def _same_study(a: Path, b: Path) -> None:
-    ra, rb = (json.loads((d / "results.json").read_text()) for d in (a, b))
-    ra.pop("timing"), rb.pop("timing")
-    assert ra == rb
-    na, nb = np.load(a / "arrays.npz"), np.load(b / "arrays.npz")
-    assert sorted(na.files) == sorted(nb.files)
-    for name in na.files:
-        assert na[name].dtype == nb[name].dtype, name
-        np.testing.assert_array_equal(na[name], nb[name], err_msg=name)
-    for name in ("runs.csv", "history.csv", "summary.txt"):
-        assert (a / name).read_bytes() == (b / name).read_bytes(), name
-
-
 def test_seed_ranges_cover_every_seed_once():
     for seeds in range(1, 12):
         for count in range(1, seeds + 1):
@@ -65,7 +54,7 @@ def test_two_shards_merged_equal_one_run(whole, halves, tmp_path):
     assert shard["shard"]["index"] == 1 and shard["shard"]["count"] == 2 and shard["shard"]["seeds"] == 4
     assert shard["config"]["seeds"] == 2 and shard["config"]["seed_offset"] == 2
     study.main(["--merge", *map(str, reversed(halves)), "--out", str(tmp_path / "m"), "--no-plots"])
-    _same_study(tmp_path / "m", whole)
+    assert_same_study(tmp_path / "m", whole, TEXTS)
     assert (tmp_path / "m" / "report.html").exists()
     timings = [json.loads((d / "results.json").read_text())["timing"] for d in (*halves, tmp_path / "m")]
     assert timings[2]["train_s"] == timings[0]["train_s"] + timings[1]["train_s"]
@@ -77,32 +66,37 @@ def test_uneven_shards_merged_equal_one_run(whole, tmp_path, capsys):
     parts = [_study(tmp_path / f"p{i}", "--shard", f"{i}/3") for i in range(3)]
     assert "shard 2/3: seeds 3..3 of 4" in capsys.readouterr().out
     study.main(["--merge", *map(str, parts), "--out", str(tmp_path / "m"), "--no-plots"])
-    _same_study(tmp_path / "m", whole)
+    assert_same_study(tmp_path / "m", whole, TEXTS)
 
 
-def test_missing_duplicate_and_foreign_parts_are_refused(halves, tmp_path, usage_error, capsys):
+def _edited_copy(part: Path, to: Path, edit) -> Path:
+    """A copy of a part's directory whose results.json ``edit(doc)`` changed."""
+    import shutil
+
+    shutil.copytree(part, to)
+    doc = json.loads((to / "results.json").read_text())
+    edit(doc)
+    (to / "results.json").write_text(json.dumps(doc))
+    return to
+
+
+def test_missing_duplicate_and_foreign_parts_are_refused(halves, tmp_path, usage_error):
     out = ["--out", str(tmp_path / "m"), "--no-plots"]
     err = usage_error(study, ["--merge", str(halves[0]), *out])
     assert "missing part(s) 1 of 2" in err
     err = usage_error(study, ["--merge", str(halves[0]), str(halves[0]), str(halves[1]), *out])
     assert f"duplicate part 0/2: {halves[0]} and {halves[0]}" in err
-    foreign = _study(tmp_path / "foreign", "--shard", "1/2", "--iters", "60")
-    capsys.readouterr()
+    foreign = _edited_copy(halves[1], tmp_path / "foreign", lambda doc: doc["config"].update(seed=7))
     err = usage_error(study, ["--merge", str(halves[0]), str(foreign), *out])
-    assert f"{halves[0]} and {foreign} are parts of different studies: config differs (train.iters: 40 vs 60)" in err
+    assert f"{halves[0]} and {foreign} are parts of different studies: config differs (seed: 0 vs 7)" in err
     assert not (tmp_path / "m").exists()
 
 
 def test_parts_of_other_code_or_versions_or_not_shards_are_refused(halves, whole, tmp_path, usage_error):
-    import shutil
-
     out = ["--out", str(tmp_path / "m"), "--no-plots"]
     for key, what in (("code", "code (jaxopt_cmp source digest)"), ("jax", "versions")):
-        edited = tmp_path / key
-        shutil.copytree(halves[1], edited)
-        doc = json.loads((edited / "results.json").read_text())
-        (doc["shard"] if key == "code" else doc["versions"])[key] = "other"
-        (edited / "results.json").write_text(json.dumps(doc))
+        edit = lambda doc: (doc["shard"] if key == "code" else doc["versions"]).update({key: "other"})  # noqa: B023
+        edited = _edited_copy(halves[1], tmp_path / key, edit)
         assert f"are parts of different studies: {what} differs" in usage_error(
             study, ["--merge", str(halves[0]), str(edited), *out]
         )

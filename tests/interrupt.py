@@ -1,0 +1,145 @@
+"""Test helper: runs a script and stops it at a chosen moment, with no hook in the library (it
+patches, in this process only, what the library calls). tests/test_resume.py uses it.
+
+    python tests/interrupt.py at MOMENT READY SCRIPT ARGS...
+
+runs ``SCRIPT ARGS...`` as ``__main__`` and creates the file READY at MOMENT, where the test sends
+SIGKILL:
+
+- ``compile``: when XLA is first asked to compile (``jax.stages.Lowered.compile``); it never returns.
+- ``write:NAME:K``: during the K-th write of the file NAME: half of its bytes are in the file
+  written (``jaxopt_cmp.io.atomic_write_bytes``: its temporary sibling), flushed to disk; the write
+  never ends.
+- ``saved:K``: after the K-th checkpoint save returned; training goes on (the kill lands mid-training).
+
+    python tests/interrupt.py twice ROOT SCRIPT ARGS... [-- ARGS...]...
+
+runs, in this one process (compiled programs shared), for each group of ARGS ``i``: the study
+uninterrupted into ``ROOT/<i>/whole``; the study checkpointing at every boundary into
+``ROOT/<i>/resumed``, stopped (an exception) after its second save; the same ``--resume``\\ d.
+"""
+
+from __future__ import annotations
+
+import os
+import runpy
+import sys
+import time
+from pathlib import Path
+
+SLEEP_S = 600  # the test kills the process long before
+
+
+def _ready(path: Path) -> None:
+    path.touch()
+    time.sleep(SLEEP_S)
+
+
+def install(moment: str, ready: Path) -> None:
+    """Patches this process so that ``moment`` creates ``ready`` (and, but for ``saved``, hangs)."""
+    kind, _, rest = moment.partition(":")
+    if kind == "compile":
+        import jax
+
+        jax.stages.Lowered.compile = lambda *a, **k: _ready(ready)
+    elif kind == "write":
+        name, count = rest.rsplit(":", 1)
+        _on_write(name, int(count), ready)
+    elif kind == "saved":
+        from jaxopt_cmp.checkpoint import Checkpoint
+
+        real, count = Checkpoint.save, int(rest)
+
+        def save(self, *args):
+            real(self, *args)
+            if self.saves == count:
+                ready.touch()
+
+        Checkpoint.save = save
+    else:
+        raise SystemExit(f"interrupt.py: unknown moment {moment!r}")
+
+
+def _on_write(name: str, count: int, ready: Path) -> None:
+    """The ``count``-th file opened to write ``name`` (its temporary sibling ``.NAME.*.tmp`` in
+    ``atomic_write_bytes``, opened by ``os.fdopen``; or ``name`` itself, by ``open``) gets half of
+    its payload, then the write hangs."""
+    import builtins
+    import io
+
+    seen = [0]
+
+    class Half:
+        def __init__(self, f):
+            self.f = f
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return self.f.__exit__(*exc)
+
+        def write(self, payload):
+            self.f.write(payload[: len(payload) // 2])
+            self.f.flush()
+            os.fsync(self.f.fileno())
+            _ready(ready)
+
+    def hooked(real, where):
+        def opener(file, mode="r", *args, **kwargs):
+            f = real(file, mode, *args, **kwargs)
+            opened = Path(where(file)).name
+            if "w" in mode and (opened == name or opened.startswith(f".{name}.") and opened.endswith(".tmp")):
+                seen[0] += 1
+                if seen[0] == count:
+                    return Half(f)
+            return f
+
+        return opener
+
+    os.fdopen = hooked(os.fdopen, lambda fd: os.readlink(f"/proc/self/fd/{fd}"))
+    builtins.open = io.open = hooked(io.open, lambda f: f if isinstance(f, (str, os.PathLike)) else "")
+
+
+class Stop(Exception):
+    """Ends a study after a checkpoint save, as a kill at that moment would (in-process)."""
+
+
+def twice(root: Path, script: str, groups: list[list[str]]) -> None:
+    from jaxopt_cmp.checkpoint import Checkpoint
+
+    main = runpy.run_path(script)["main"]
+    real = Checkpoint.save
+
+    def save_twice(self, *args):
+        real(self, *args)
+        if self.saves == 2:
+            raise Stop
+
+    for i, argv in enumerate(groups):
+        main([*argv, "--checkpoint-every", "0", "--out", str(root / str(i) / "whole")])
+        resumed = ["--out", str(root / str(i) / "resumed")]
+        Checkpoint.save = save_twice
+        try:
+            main([*argv, "--checkpoint-every", "1e-9", *resumed])
+            raise SystemExit(f"interrupt.py: {argv} ended before its second checkpoint")
+        except Stop:
+            pass
+        finally:
+            Checkpoint.save = real
+        main([*argv, *resumed, "--resume"])
+
+
+if __name__ == "__main__":
+    mode, *rest = sys.argv[1:]
+    if mode == "at":
+        moment, ready, script, *args = rest
+        install(moment, Path(ready))
+        sys.argv = [script, *args]
+        runpy.run_path(script, run_name="__main__")
+    else:
+        root, script, *args = rest
+        groups = [[]]
+        for a in args:
+            groups.append([]) if a == "--" else groups[-1].append(a)
+        twice(Path(root), script, groups)
