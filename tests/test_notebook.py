@@ -83,20 +83,26 @@ def test_saved_results_keep_exact_grid_values(result, tmp_path):
 
 def test_results_of_an_unregistered_optimizer_rerender_in_a_fresh_process(tmp_path):
     """Registered here, trained and saved; a new process (where it is not registered) re-renders."""
-    code = textwrap.dedent(f"""
-        import optax
-        from jaxopt_cmp.optimizers import register_optimizer, POSITIVE, UNIT
-        from jaxopt_cmp.config import seed_study
-        from jaxopt_cmp.results import save_result
-        from jaxopt_cmp.study import run_study
-        register_optimizer("adabelief", lambda lr, beta1: optax.adabelief(lr, b1=beta1),
-                           {{"lr": 1e-3, "beta1": 0.9}}, {{"lr": POSITIVE, "beta1": UNIT}})
-        cfg = seed_study(optimizers=("adabelief", "sgd"), iters=20, eval_every=10, n_data=128,
-                         batch_size=16, hidden=(8,), seeds=2)
-        save_result(run_study(cfg), {str(tmp_path / "run")!r})
-    """)
+    import optax
+
+    from jaxopt_cmp.optimizers import OPTIMIZERS, POSITIVE, UNIT, register_optimizer
+
     (tmp_path / "run").mkdir()
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    saved = dict(OPTIMIZERS)
+    try:
+        register_optimizer(
+            "adabelief",
+            lambda lr, beta1: optax.adabelief(lr, b1=beta1),
+            {"lr": 1e-3, "beta1": 0.9},
+            {"lr": POSITIVE, "beta1": UNIT},
+        )
+        cfg = seed_study(
+            optimizers=("adabelief", "sgd"), iters=20, eval_every=10, n_data=128, batch_size=16, hidden=(8,), seeds=2
+        )
+        save_result(run_study(cfg), tmp_path / "run")
+    finally:  # the registry as it was, for the tests that follow
+        OPTIMIZERS.clear()
+        OPTIMIZERS.update(saved)
     proc = subprocess.run(
         [
             sys.executable,
