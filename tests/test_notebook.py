@@ -83,20 +83,26 @@ def test_saved_results_keep_exact_grid_values(result, tmp_path):
 
 def test_results_of_an_unregistered_optimizer_rerender_in_a_fresh_process(tmp_path):
     """Registered here, trained and saved; a new process (where it is not registered) re-renders."""
-    code = textwrap.dedent(f"""
-        import optax
-        from jaxopt_cmp.optimizers import register_optimizer, POSITIVE, UNIT
-        from jaxopt_cmp.config import seed_study
-        from jaxopt_cmp.results import save_result
-        from jaxopt_cmp.study import run_study
-        register_optimizer("adabelief", lambda lr, beta1: optax.adabelief(lr, b1=beta1),
-                           {{"lr": 1e-3, "beta1": 0.9}}, {{"lr": POSITIVE, "beta1": UNIT}})
-        cfg = seed_study(optimizers=("adabelief", "sgd"), iters=20, eval_every=10, n_data=128,
-                         batch_size=16, hidden=(8,), seeds=2)
-        save_result(run_study(cfg), {str(tmp_path / "run")!r})
-    """)
+    import optax
+
+    from jaxopt_cmp.optimizers import OPTIMIZERS, POSITIVE, UNIT, register_optimizer
+
     (tmp_path / "run").mkdir()
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
+    saved = dict(OPTIMIZERS)
+    try:
+        register_optimizer(
+            "adabelief",
+            lambda lr, beta1: optax.adabelief(lr, b1=beta1),
+            {"lr": 1e-3, "beta1": 0.9},
+            {"lr": POSITIVE, "beta1": UNIT},
+        )
+        cfg = seed_study(
+            optimizers=("adabelief", "sgd"), iters=20, eval_every=10, n_data=128, batch_size=16, hidden=(8,), seeds=2
+        )
+        save_result(run_study(cfg), tmp_path / "run")
+    finally:  # the registry as it was, for the tests that follow
+        OPTIMIZERS.clear()
+        OPTIMIZERS.update(saved)
     proc = subprocess.run(
         [
             sys.executable,
@@ -150,34 +156,42 @@ def test_a_study_that_could_shard_warns_when_it_sees_one_device(monkeypatch):
         run_study(seed_study(**small, seeds=1, optimizers=("sgd",)))
 
 
-def test_compare_without_figures_imports_neither_pyplot_nor_torch(tmp_path):
+TINY_NO_PLOTS = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots".split()
+
+
+@pytest.fixture(scope="module")
+def compare_run(tmp_path_factory):
+    """``(cache dir, modules)``: one tiny ``scripts/compare.py --no-plots`` run as a user runs it
+    (``__main__``, a fresh process) with its own compilation cache, and the heavy modules it imported."""
+    tmp = tmp_path_factory.mktemp("compare")
+    cache = tmp / "cache"
+    argv = [*TINY_NO_PLOTS, "--cache-dir", str(cache), "--out", str(tmp / "a")]
     code = textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, "scripts")
-        import compare
-        compare.main("--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots --no-cache "
-                     "--out {tmp_path / "o"}".split())
-        heavy = [m for m in ("matplotlib.pyplot", "torch", "pandas") if m in sys.modules]
-        assert not heavy, heavy
+        import runpy, sys
+        sys.argv = ["scripts/compare.py", *{argv!r}]
+        try:
+            runpy.run_path("scripts/compare.py", run_name="__main__")
+        except SystemExit as exc:
+            assert not exc.code, exc.code
+        print([m for m in ("matplotlib.pyplot", "torch", "pandas") if m in sys.modules])
     """)
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT, capture_output=True)
+    proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return cache, proc.stdout.strip().splitlines()[-1]
 
 
-def test_scripts_fill_the_persistent_compilation_cache(tmp_path):
+def test_compare_without_figures_imports_neither_pyplot_nor_torch(compare_run):
+    assert compare_run[1] == "[]"
+
+
+def test_scripts_fill_the_persistent_compilation_cache(tmp_path, compare_run):
     """The compiled study has no host callback, so JAX's persistent cache stores it; --no-cache
     leaves the cache alone; the library's default follows $JAXOPT_CMP_CACHE_DIR."""
-    tiny = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots".split()
-    cache = tmp_path / "cache"
-
-    def run(*extra, env=None):
-        argv = [sys.executable, "scripts/compare.py", *tiny, *extra]
-        return subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
-
-    run("--out", str(tmp_path / "a"), "--cache-dir", str(cache))
+    cache, _ = compare_run
     assert any(p.name.startswith("jit_chunk") for p in cache.iterdir())  # the training program itself
-    run("--out", str(tmp_path / "b"), "--no-cache", env={**os.environ, "JAXOPT_CMP_CACHE_DIR": str(tmp_path / "c")})
+    argv = [sys.executable, "scripts/compare.py", *TINY_NO_PLOTS, "--out", str(tmp_path / "b"), "--no-cache"]
+    env = {**os.environ, "JAXOPT_CMP_CACHE_DIR": str(tmp_path / "c")}
+    subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
     assert not (tmp_path / "c").exists()
     code = "from jaxopt_cmp.runtime import default_cache_dir; print(default_cache_dir())"
-    env = {**os.environ, "JAXOPT_CMP_CACHE_DIR": str(tmp_path / "c")}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == str(tmp_path / "c")

@@ -153,17 +153,20 @@ def test_results_with_broken_config_or_arrays(tmp_path):
         load_result(tmp_path)
 
 
-def test_study_from_dir_rerenders_and_rejects_foreign(tmp_path):
+def test_study_from_dir_rerenders_and_rejects_foreign(tmp_path, capsys, usage_error):
+    """In this process (tests/test_html_report.py runs study.py the same way): the study, its
+    re-rendering from the saved results, and a foreign directory refused in one line."""
+    sys.path.insert(0, str(ROOT / "scripts"))
+    import study
+
     out = tmp_path / "s"
-    proc = script("study.py", *FAST[:-1], "--seeds", "3", "--lrs", "0.001,0.01", "--out", str(out))
-    assert proc.returncode == 0, proc.stderr
+    study.main([*FAST[:-1], "--seeds", "3", "--lrs", "0.001,0.01", "--no-cache", "--out", str(out)])
     for f in ("lr_sensitivity.png", "best_curves.png", "snapshots_best.png"):
         (out / f).unlink()
-    again = script("study.py", "--from", str(out))
-    assert again.returncode == 0, again.stderr
-    assert again.stdout.count("adam") >= 2  # summary and paired tables
+    capsys.readouterr()
+    study.main(["--from", str(out)])
+    assert capsys.readouterr().out.count("adam") >= 2  # summary and paired tables
     assert (out / "lr_sensitivity.png").exists() and (out / "snapshots_best.png").exists()
     (tmp_path / "foreign").mkdir()
     (tmp_path / "foreign" / "results.json").write_text('{"loss": 1}')
-    bad = script("study.py", "--from", str(tmp_path / "foreign"))
-    assert bad.returncode == 2 and "schema" in bad.stderr and "Traceback" not in bad.stderr
+    assert "schema" in usage_error(study, ["--from", str(tmp_path / "foreign")])
