@@ -164,6 +164,8 @@ TINY = [
     "50",
     "--seeds-list",
     "2",
+    "--grid-list",
+    "2",
     "--scaling-iters",
     "100",
     "--repeats",
@@ -210,6 +212,8 @@ def test_bench_runs_tiny_and_writes_json_markdown_and_plot(tmp_path):
     impls = {"jax", "torch-eager", "torch-batched", "torch-func"}
     assert set(doc["seed_study"]["impls"]) == impls
     assert [w["S"] for w in doc["throughput"]] == [2]
+    assert [(p["S"], p["H"], p["runs"]) for p in doc["grid_throughput"]] == [(4, 2, 8)]
+    assert doc["grid_throughput"][0]["impls"]["jax"]["rate"]["median"] > 0
     for impl, m in doc["throughput"][0]["impls"].items():
         assert m["rate"]["median"] > 0, impl
     assert set(doc["throughput"][0]["ratio_jax_over"]) == impls - {"jax"}
