@@ -28,6 +28,7 @@ from jaxopt_cmp.data import Data
 from jaxopt_cmp.io import format_table
 from jaxopt_cmp.optimizers import OPTIMIZERS
 from jaxopt_cmp.results import StudyResult
+from jaxopt_cmp.schedules import DEFAULTS as SCHEDULE_DEFAULTS
 from jaxopt_cmp.search import swept
 from jaxopt_cmp.stats import bootstrap_mean_ci, sign_test
 from jaxopt_cmp.tuning import budget_curve, ranking, report_ks
@@ -48,7 +49,7 @@ def trial_hparams(
     drawn = swept(names, schedule, space=space, method=method, trials=trials, root_seed=root_seed)
     out = {}
     for name in names:
-        defaults = OPTIMIZERS[name].defaults
+        defaults = {**SCHEDULE_DEFAULTS, **OPTIMIZERS[name].defaults}  # a searched warmup too
         out[name] = {k: (*v, float(defaults[k])) for k, v in drawn[name].items()}
     return out
 

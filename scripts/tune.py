@@ -55,11 +55,15 @@ def plan(args) -> list:
         raise _cli.ConfigError("grid", " ".join(args.grid), "tune.py searches; use --space (or study.py --grid)")
     names = _cli.parse_list("optimizers", args.optimizers)
     out = []
-    for schedule in _cli.parse_list("schedule", args.schedule):
+    schedules = _cli.parse_list("schedule", args.schedule)
+    if len(set(schedules)) < len(schedules):  # one subdirectory per schedule: a second would overwrite the first
+        raise _cli.ConfigError("schedule", args.schedule, "expected each schedule at most once")
+    for schedule in schedules:
         check_schedule(schedule, {})
         hparams = tune.trial_hparams(names, schedule, args.trials, args.search, args.seed, args.space)
         one = argparse.Namespace(**{**vars(args), "schedule": schedule})
         cfg, data = _cli.build_config(one, hparams, args.seeds, record_predictions=False)
+        _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))  # over budget: named --trials
         check_runnable(cfg, data, _cli.max_bytes(args))
         out.append((schedule, cfg, data))
     return out
