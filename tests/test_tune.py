@@ -102,7 +102,7 @@ BAD = [
     (tune_script, "--optimizers sgd --space beta2=uniform(0.9,0.99)", ["--space=", "has no hyperparameter"]),
     (tune_script, "--schedule constant,constant", ["--schedule=", "once"]),
     (tune_script, "--optimizers sgd --schedule cosine --space warmup=choice(0,5)", None),
-    (tune_script, "--optimizers sgd --schedule constant --trials 200000", ["--trials=200000", "memory"]),
+    (tune_script, "--optimizers sgd --schedule constant --trials 3000 --max-memory 0.01", ["--trials=3000", "memory"]),
 ]
 
 
