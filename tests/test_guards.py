@@ -120,7 +120,7 @@ def test_overwrite_removes_the_previous_runs_outputs_only(tmp_path):
 def test_interrupt_after_saving_says_results_were_written(tmp_path, monkeypatch, capsys):
     out = tmp_path / "o"
 
-    def interrupted(result, out_dir):
+    def interrupted(result, out_dir, data=None):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(compare, "write_figures", interrupted)
