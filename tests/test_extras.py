@@ -15,8 +15,16 @@ from jaxopt_cmp.checks import MissingExtra, import_extra
 
 ROOT = Path(__file__).resolve().parents[1]
 # Imported first by every Python started with this directory on its path: the optional
-# dependencies are then "not installed" (``import torch`` raises ModuleNotFoundError).
-HIDE = "import sys\nfor name in ('torch', 'pandas'):\n    sys.modules[name] = None\n"
+# dependencies are then "not installed": ``import torch`` raises ModuleNotFoundError and
+# ``sys.modules`` has no entry, as after ``pip uninstall``. (Not ``sys.modules[name] = None``:
+# scipy.stats probes ``sys.modules.get("torch")`` and breaks on a None that no real install has.)
+HIDE = """import sys
+class HideExtras:
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in ("torch", "pandas"):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, HideExtras())
+"""
 
 
 @pytest.fixture
@@ -41,9 +49,16 @@ def run_script(env: dict, cwd: Path, *argv: str) -> subprocess.CompletedProcess:
 
 
 def test_the_hider_hides(core_only, tmp_path):
-    code = "import importlib.util, sys; import jaxopt_cmp; print(sys.modules['torch'], sys.modules['pandas'])"
+    code = (
+        "import sys, jaxopt_cmp, scipy.stats\n"
+        "for name in ('torch', 'pandas'):\n"
+        "    try:\n"
+        "        __import__(name)\n"
+        "    except ModuleNotFoundError as err:\n"
+        "        print(err.name, name in sys.modules)\n"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=core_only)
-    assert proc.stdout.split() == ["None", "None"], proc.stderr
+    assert proc.stdout.split() == ["torch", "False", "pandas", "False"], proc.stderr
 
 
 @pytest.mark.parametrize(
