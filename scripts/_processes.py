@@ -182,6 +182,11 @@ def add_study_job_args(p: Parser) -> None:
         metavar="DIR",
         help="join the output directories of every part of one --shard study into --out (no training)",
     )
+    add_checkpoint_args(p, "study")
+
+
+def add_checkpoint_args(p: Parser, what: str) -> None:
+    """``--checkpoint-every`` and ``--resume`` (``what``: the thing resumed, for the help)."""
     p.add_argument(
         "--checkpoint-every",
         type=float,
@@ -193,7 +198,7 @@ def add_study_job_args(p: Parser) -> None:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the study in --out from its checkpoint, or start it if it has none yet (same flags; "
+        help=f"continue the {what} in --out from its checkpoint, or start it if it has none yet (same flags; "
         "bit-identical results)",
     )
 
@@ -214,9 +219,22 @@ def study_checkpoint(args, cfg, data, outputs: tuple[str, ...]):
     ``--out`` (with ``--resume``, loaded if there is one; another study's is refused before compiling),
     or None (never saved: 0 seconds, or several processes); names ``--out`` if it was not given. Without
     ``--resume`` an old checkpoint is cleared with the other outputs (``--overwrite``)."""
+    from jaxopt_cmp.checkpoint import NAME
+
+    check_checkpoint_args(args, "study")
+    if args.resume:
+        out = Path(args.out)
+        if (out / "results.json").is_file() and not (out / NAME).is_file():
+            raise ConfigError("resume", str(out), "expected an unfinished study's directory (it holds results.json)")
+    args.out = args.out or str(default_out("study"))  # named now: the checkpoint lives there
+    outputs = outputs if args.resume else (*outputs, NAME)
+    return checkpoint_in(args.out, cfg, data, args), outputs
+
+
+def check_checkpoint_args(args, what: str) -> float:
+    """``--checkpoint-every`` checked (its seconds); ``--resume`` needs one process and ``--out``."""
     import jax
 
-    from jaxopt_cmp.checkpoint import NAME, Checkpoint, study_digest
     from jaxopt_cmp.checks import check_real
 
     every = check_real("checkpoint_every", args.checkpoint_every, 0.0, float("inf"))
@@ -224,18 +242,25 @@ def study_checkpoint(args, cfg, data, outputs: tuple[str, ...]):
         if jax.process_count() > 1:
             raise ConfigError("resume", "", "expected one process (checkpoints are written by one process)")
         if not args.out:
-            raise ConfigError("resume", "(no --out)", "expected --out naming the study's directory")
-        out = Path(args.out)
-        if (out / "results.json").is_file() and not (out / NAME).is_file():
-            raise ConfigError("resume", str(out), "expected an unfinished study's directory (it holds results.json)")
-    args.out = args.out or str(default_out("study"))  # named now: the checkpoint lives there
-    outputs = outputs if args.resume else (*outputs, NAME)
+            raise ConfigError("resume", "(no --out)", f"expected --out naming the {what}'s directory")
+    return every
+
+
+def checkpoint_in(out, cfg, data, args):
+    """The :class:`~jaxopt_cmp.checkpoint.Checkpoint` of the study ``cfg`` in directory ``out`` (with
+    ``--resume``, loaded if there is one; another study's is refused), or None: never saved (0 seconds
+    without ``--resume``, several processes, a worker)."""
+    import jax
+
+    from jaxopt_cmp.checkpoint import Checkpoint, study_digest
+
+    every = args.checkpoint_every
     if jax.process_count() > 1 or (every == 0 and not args.resume) or State.worker:
-        return None, outputs
-    saver = Checkpoint(args.out, study_digest(cfg, data), every)
+        return None
+    saver = Checkpoint(out, study_digest(cfg, data), every)
     if args.resume and saver.exists():
         saver.load()
-    return saver, outputs
+    return saver
 
 
 def study_job_lines(args, saver, cfg, shard: dict) -> list[str]:

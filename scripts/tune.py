@@ -10,6 +10,9 @@ a subdirectory named after the schedule with the usual study outputs. At the top
 (optimizer, schedule, k, expected_test_mse, lo, hi), tuning_budget.png, tune.json (the answer),
 summary.txt (the printed ranking at k = 1, 4, 16, N, where the leader changes, defaults vs tuned)
 and report.html. README: Search spaces and tuning budgets.
+
+    python scripts/tune.py --out runs/tune --resume   # continue a killed run: finished schedules are
+                                                      # loaded, the one in progress resumes from its checkpoint
 """
 
 from __future__ import annotations
@@ -21,9 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _cli  # noqa: E402
+import _processes  # noqa: E402  (checkpoints: --resume)
 import _search_flags  # noqa: E402
 
 PROG = "tune.py"
+PART = "tune_part.json"  # in a schedule's subdirectory once its study is saved: {"digest": its study_digest}
 
 
 def parse_args(argv=None):
@@ -41,6 +46,8 @@ def parse_args(argv=None):
         default=None,
         help="re-analyse a saved tune.py run from its schedule subdirectories, no training (into --out if given)",
     )
+    _processes.add_checkpoint_args(p, "tuning run")
+    _cli.add_process_args(p)
     p.set_defaults(schedule=",".join(tune.DEFAULT_SCHEDULES))
     return p.parse_args(argv)
 
@@ -69,47 +76,83 @@ def plan(args) -> list:
     return out
 
 
-def run_schedule(schedule, cfg, data, out: Path, plots: bool, max_bytes=None):
-    """One schedule's study, trained, saved and reported into ``out/<schedule>``."""
+def schedule_job(sub: Path, cfg, data, args):
+    """``(finished, checkpoint)`` of one schedule's study in ``sub``: with ``--resume`` its saved
+    result if it finished (its :data:`PART` names the same study; another's is refused), else its
+    checkpoint (:func:`_processes.checkpoint_in`); ``(None, None)`` when it trains from scratch unsaved."""
+    import json
+
+    from jaxopt_cmp.checkpoint import study_digest
+    from jaxopt_cmp.results import load_result
+
+    if args.resume and (sub / PART).is_file():
+        if json.loads((sub / PART).read_text()).get("digest") != study_digest(cfg, data):
+            why = "expected the same flags: its finished study is of another config, data, code or version"
+            raise _cli.ConfigError("resume", str(sub), why)
+        return load_result(sub)[0], None
+    return None, _processes.checkpoint_in(sub, cfg, data, args)
+
+
+def run_schedule(schedule, cfg, data, out: Path, args, saver):
+    """One schedule's study, trained (from ``saver``'s checkpoint, if it has one; checkpointing into
+    it), saved and reported into ``out/<schedule>``; then :data:`PART` marks it finished."""
     from study import report_study
 
-    from jaxopt_cmp.io import claim_out_dir
+    from jaxopt_cmp.checkpoint import NAME, study_digest
+    from jaxopt_cmp.io import atomic_write_bytes, claim_out_dir
     from jaxopt_cmp.results import OUTPUTS as STUDY_OUTPUTS
     from jaxopt_cmp.results import default_target, save_result
     from jaxopt_cmp.study import prepare_study
 
     runs = sum(o.grid_size for o in cfg.optimizers) * cfg.seeds
-    bar = _cli.Progress(cfg.train.iters, f"{schedule}: {runs} runs")
-    try:
-        result = prepare_study(cfg, data, max_bytes=max_bytes).run(bar)
-    finally:
-        bar.close()
-    print(f"{schedule}: {_cli.timing_line(result.timing)}, train {result.timing['train_s']:.1f} s")
-    _cli.check_interrupted()
-    with claim_out_dir(out / schedule, True, STUDY_OUTPUTS) as sub:
+    outputs = (*STUDY_OUTPUTS, PART) + (() if args.resume else (NAME,))
+    with claim_out_dir(out / schedule, True, outputs) as sub:
+        if saver is not None and saver.state is not None:
+            print(f"{schedule}: resuming at step {cfg.train.eval_steps[saver.state[0]]} from {saver.path}")
+        bar = _cli.Progress(cfg.train.iters, f"{schedule}: {runs} runs")
+        try:
+            result = prepare_study(cfg, data, max_bytes=_cli.max_bytes(args)).run(bar, checkpoint=saver)
+        finally:
+            bar.close()
+        print(f"{schedule}: {_cli.timing_line(result.timing)}, train {result.timing['train_s']:.1f} s")
+        _cli.check_interrupted()
         save_result(result, sub.path, target=default_target(cfg))
-        report_study(result, sub.path, default_target(cfg), plots)
+        report_study(result, sub.path, default_target(cfg), not args.no_plots)
+        atomic_write_bytes(sub.path / PART, (json_text({"digest": study_digest(cfg, data)}) + "\n").encode())
+        if saver is not None:  # after PART: a run killed before it resumes from the checkpoint
+            saver.remove()
     return result
 
 
 def main(argv=None) -> None:
     start = time.perf_counter()
     args = parse_args(argv)
+    if not args.from_dir:
+        _cli.start_processes(args, PROG)
     _cli.setup_jax(args)
     if args.from_dir:
         return reanalyse(args)
+    _processes.check_checkpoint_args(args, "tuning run")
     plans = plan(args)
     from jaxopt_cmp import tune
-    from jaxopt_cmp.io import claim_out_dir, peak_rss_mb
+    from jaxopt_cmp.io import peak_rss_mb
     from jaxopt_cmp.results import OUTPUTS
 
-    with claim_out_dir(args.out or _cli.default_out("tune"), args.overwrite, OUTPUTS) as out:
+    with _cli.out_dir(args, "tune", OUTPUTS, overwrite=args.overwrite or args.resume) as out:
         print(f"output directory: {out.path}")
-        plots, max_bytes = not args.no_plots, _cli.max_bytes(args)
-        results = {s: run_schedule(s, cfg, data, out.path, plots, max_bytes) for s, cfg, data in plans}
+        jobs = {s: schedule_job(out.path / s, cfg, data, args) for s, cfg, data in plans}  # all refusals first
+        results = {}
+        for schedule, cfg, data in plans:
+            finished, saver = jobs[schedule]
+            if finished is None:
+                finished = run_schedule(schedule, cfg, data, out.path, args, saver)
+            else:
+                print(f"{schedule}: finished earlier, loaded from {out.path / schedule}")
+            results[schedule] = finished
         fail_mse = tune.mean_predictor_mse(plans[0][1], plans[0][2])
         timing = {"wall_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
-        write_answer(out.path, results, args.trials, fail_mse, plots, timing)
+        timing["loaded"] = [s for s, (finished, _) in jobs.items() if finished is not None]
+        write_answer(out.path, results, args.trials, fail_mse, not args.no_plots, timing)
 
 
 def reanalyse(args) -> None:
@@ -162,6 +205,8 @@ def write_answer(out: Path, results: dict, trials: int, fail_mse: float, plots: 
     text = tune.summary_text(ans)
     if timing:
         text += f"\nwall {timing['wall_s']:.0f} s, peak RSS {timing['peak_rss_mb']:.0f} MB"
+        if timing.get("loaded"):
+            text += f" (this run; {', '.join(timing['loaded'])} trained by an earlier one and loaded)"
     print(text)
     _cli.write_pages(out, text)
     print(f"wrote {out}")

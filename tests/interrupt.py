@@ -10,7 +10,10 @@ SIGKILL:
 - ``write:NAME:K``: during the K-th write of the file NAME: half of its bytes are in the file
   written (``jaxopt_cmp.io.atomic_write_bytes``: its temporary sibling), flushed to disk; the write
   never ends.
-- ``saved:K``: after the K-th checkpoint save returned; training goes on (the kill lands mid-training).
+- ``saved:K``: after the K-th checkpoint save of the process (of any study: tune.py runs several)
+  returned; training goes on (the kill lands mid-training).
+
+A test calls :func:`kill_at` to start it and send the SIGKILL.
 
     python tests/interrupt.py twice ROOT SCRIPT ARGS... [-- ARGS...]...
 
@@ -23,6 +26,8 @@ from __future__ import annotations
 
 import os
 import runpy
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -48,16 +53,37 @@ def install(moment: str, ready: Path) -> None:
     elif kind == "saved":
         from jaxopt_cmp.checkpoint import Checkpoint
 
-        real, count = Checkpoint.save, int(rest)
+        real, count, saves = Checkpoint.save, int(rest), [0]
 
         def save(self, *args):
             real(self, *args)
-            if self.saves == count:
+            saves[0] += 1
+            if saves[0] == count:
                 ready.touch()
 
         Checkpoint.save = save
     else:
         raise SystemExit(f"interrupt.py: unknown moment {moment!r}")
+
+
+def kill_at(moment: str, ready: Path, command: list[str], log: Path, env: dict, timeout_s: float) -> str:
+    """Runs ``command`` (a script and its arguments) under this helper, SIGKILLs it once it reaches
+    ``moment`` (``ready`` appears); its output."""
+    with open(log, "w") as fh:
+        p = subprocess.Popen([sys.executable, __file__, "at", moment, str(ready), *command], env=env, stdout=fh,
+                             stderr=subprocess.STDOUT)  # fmt: skip
+    try:
+        deadline = time.monotonic() + timeout_s
+        while not ready.exists():
+            assert p.poll() is None and time.monotonic() < deadline, f"{moment}: {log.read_text()[-2000:]}"
+            time.sleep(0.01)
+        p.send_signal(signal.SIGKILL)
+        p.wait(timeout_s)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == -signal.SIGKILL
+    return log.read_text()
 
 
 def _on_write(name: str, count: int, ready: Path) -> None:

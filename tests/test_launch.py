@@ -25,6 +25,9 @@ TINY = "--optimizers sgd,adam --lrs 0.01,0.03 --seeds 4 --iters 40 --eval-every 
 # One persistent compilation cache for the module: the 2-process runs compile the same program.
 CACHE = Path(os.environ.get("TMPDIR", "/tmp")) / f"jaxopt_cmp-test-launch-{os.getpid()}"
 TINY = [*TINY.split(), "--batch-size", "16", "--no-plots", "--cache-dir", str(CACHE)]
+TUNE = str(REPO / "scripts" / "tune.py")
+TINY_TUNE = "--optimizers sgd,adam --trials 2 --seeds 4 --schedule constant --iters 40 --eval-every 20 --hidden 8"
+TINY_TUNE = [*TINY_TUNE.split(), *"--n-data 128 --n-val 64 --n-test 64 --batch-size 16 --no-plots".split()]
 DIAGNOSE = str(REPO / "scripts" / "diagnose.py")
 DIAGNOSE_TINY = "--optimizers sgd --iters 20 --eval-every 10 --hidden 4 --n-data 64 --batch-size 16 --spectrum-at 0"
 DIAGNOSE_TINY = [*DIAGNOSE_TINY.split(), "--lanczos-iters", "2", "--no-plots"]
@@ -107,6 +110,31 @@ def test_launch_two_processes_equals_one_process(tmp_path, host_devices_env, one
     assert log.count("results.json\n") == 1 and log.count("output directory:") == 1, log  # process 0 only
     assert not list(tmp_path.glob("study-worker-*"))
     assert_same_study(tmp_path / "out", one_process, texts=(), ignore_versions=("process_count",))
+
+
+def test_launch_two_processes_of_tune_equals_one_process(tmp_path, host_devices_env):
+    """tune.py under launch -n 2 (seeds split over the processes): its schedule's study and the
+    budget curves equal one process's over 2 devices; process 1 printed its one line."""
+    from conftest import xla_env
+
+    argv = [*TINY_TUNE, "--cache-dir", str(CACHE)]
+    one = subprocess.run(
+        [sys.executable, TUNE, *argv, "--out", str(tmp_path / "one")], env=_env(xla_env, 2), cwd=tmp_path,
+        capture_output=True, text=True, timeout=TIMEOUT_S,
+    )  # fmt: skip
+    assert one.returncode == 0, one.stderr[-3000:]
+    command = [sys.executable, "-m", "jaxopt_cmp.launch", "-n", "2", "--", TUNE, *argv, "--out", str(tmp_path / "two")]
+    p = _start(command, tmp_path / "log.txt", _env(host_devices_env, 1), tmp_path)
+    try:
+        p.wait(TIMEOUT_S)
+    finally:
+        _end([p])
+    log = (tmp_path / "log.txt").read_text()
+    assert p.returncode == 0, log[-3000:]
+    assert log.count("tune.py: worker 1 of 2; process 0 prints and writes the results") == 1
+    assert log.count("output directory:") == 1 and not list(tmp_path.glob("tune-worker-*")), log
+    assert_same_study(tmp_path / "two" / "constant", tmp_path / "one" / "constant", ignore_versions=("process_count",))
+    assert (tmp_path / "two" / "budget.csv").read_bytes() == (tmp_path / "one" / "budget.csv").read_bytes()
 
 
 def test_faked_slurm_finds_the_processes_without_flags(tmp_path, host_devices_env):
@@ -286,6 +314,10 @@ def test_process_flags_are_refused_one_line_before_starting(usage_error, tmp_pat
         os.environ.pop("OPENBLAS_NUM_THREADS", None)
     err = usage_error(diagnose, ["--process-id", "1", *out])
     assert err == "diagnose.py: error: --process-id=1 is not allowed: expected --coordinator too (all three, or none)"
+    import tune
+
+    err = usage_error(tune, ["--num-processes", "2", *out])
+    assert err == "tune.py: error: --num-processes=2 is not allowed: expected --coordinator too (all three, or none)"
     assert not (tmp_path / "never").exists()
 
 

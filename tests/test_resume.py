@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 from conftest import assert_same_study
+from interrupt import kill_at
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
@@ -51,21 +50,7 @@ def _kill_at(moment: str, out: Path, log: Path) -> str:
     """Runs the resumable study into ``out``, SIGKILLs it at ``moment`` (tests/interrupt.py); its log."""
     ready = out.parent / f"ready-{moment.replace(':', '-')}"
     flags = ["--cache-dir", str(CACHE), "--checkpoint-every", "0.001", "--out", str(out), "--resume"]
-    command = [sys.executable, INTERRUPT, "at", moment, str(ready), STUDY, *TINY, *flags]
-    with open(log, "w") as fh:
-        p = subprocess.Popen(command, env=_env(), stdout=fh, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + TIMEOUT_S
-        while not ready.exists():
-            assert p.poll() is None and time.monotonic() < deadline, f"{moment}: {log.read_text()[-2000:]}"
-            time.sleep(0.01)
-        p.send_signal(signal.SIGKILL)
-        p.wait(TIMEOUT_S)
-    finally:
-        if p.poll() is None:
-            p.kill()
-    assert p.returncode == -signal.SIGKILL
-    return log.read_text()
+    return kill_at(moment, ready, [STUDY, *TINY, *flags], log, _env(), TIMEOUT_S)
 
 
 def _done(out: Path) -> int:

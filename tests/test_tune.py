@@ -180,3 +180,46 @@ def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys,
     tune_script.main(["--from", str(out), "--out", str(tmp_path / "again"), "--no-plots"])  # no training
     assert (tmp_path / "again" / "budget.csv").read_text() == (out / "budget.csv").read_text()
     assert "--trials" in usage_error(tune_script, ["--from", str(out), "--trials", "5"])
+
+
+def test_tune_killed_mid_schedule_resumes_bit_identical(tmp_path, capsys, monkeypatch, usage_error):
+    """tune.py SIGKILLed while training its second schedule (after that schedule's 2nd checkpoint),
+    then ``--resume``: the finished schedule is loaded, the other resumes from its checkpoint, and
+    every output equals an uninterrupted run's; another config's finished schedule is refused."""
+    import os
+
+    from conftest import assert_same_study
+    from interrupt import kill_at
+
+    from jaxopt_cmp.checkpoint import NAME, Checkpoint
+
+    argv = [*TINY.split(), "--iters", "40", "--optimizers", "sgd,adam", "--trials", "2", "--seeds", "2"]
+    argv = [a for a in argv if a != "--no-cache"] + ["--cache-dir", str(tmp_path / "cache")]  # compiled once
+    whole, out = tmp_path / "whole", tmp_path / "out"
+    tune_script.main([*argv, "--checkpoint-every", "0", "--out", str(whole)])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    # 4 chunks a schedule, a save before each of the last 3: the 5th save is cosine's 2nd.
+    command = [str(ROOT / "scripts" / "tune.py"), *argv, "--checkpoint-every", "1e-9", "--out", str(out)]
+    kill_at("saved:5", tmp_path / "ready", command, tmp_path / "log", env, timeout_s=240)
+    assert (out / "constant" / tune_script.PART).is_file() and not (out / "constant" / NAME).exists()
+    assert (out / "cosine" / NAME).is_file() and not (out / "tune.json").exists()
+
+    other = [*argv, "--trials", "3", "--out", str(out), "--resume"]
+    capsys.readouterr()  # the uninterrupted run's output
+    err = usage_error(tune_script, other)
+    assert f"--resume={out / 'constant'} is not allowed: expected the same flags" in err
+    restored = []
+    real = Checkpoint.restore
+    monkeypatch.setattr(Checkpoint, "restore", lambda self, *a: restored.append(self.path) or real(self, *a))
+    tune_script.main([*argv, "--checkpoint-every", "1e-9", "--out", str(out), "--resume"])
+    printed = capsys.readouterr().out
+    assert f"constant: finished earlier, loaded from {out / 'constant'}" in printed
+    assert f"cosine: resuming at step 20 from {out / 'cosine' / NAME}" in printed
+    assert restored == [out / "cosine" / NAME]  # trained on from the checkpoint's state, not from step 0
+    for schedule in ("constant", "cosine"):
+        assert_same_study(out / schedule, whole / schedule)
+        assert not (out / schedule / NAME).exists() and not list((out / schedule).glob(".*.tmp"))
+    assert (out / "budget.csv").read_bytes() == (whole / "budget.csv").read_bytes()
+    got, want = (json.loads((d / "tune.json").read_text()) for d in (out, whole))
+    assert got.pop("timing")["loaded"] == ["constant"] and want.pop("timing")["loaded"] == []
+    assert got == want
