@@ -109,6 +109,8 @@ def check_dist(flag: str, shown, dist: Dist) -> Dist:
         raise ConfigError(flag, shown, f"expected {dist.kind}(low,high) with 0 < low < high")
     if low >= high:
         raise ConfigError(flag, shown, f"expected {dist.kind}(low,high) with low < high")
+    if dist.kind == "1-loguniform" and high > 1:  # 1 - x below 0: not a distance to 1
+        raise ConfigError(flag, shown, "expected 1-loguniform(low,high) with 0 < low < high <= 1 (values 1 - x)")
     return dist
 
 

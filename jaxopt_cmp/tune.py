@@ -163,8 +163,9 @@ def _g(v: float) -> str:
 def summary_text(ans: Mapping) -> str:
     """The printed summary of :func:`answer`."""
     lines = [
-        f"Tuning budget: {ans['trials']} random trials per optimizer and schedule, {ans['seeds']} seeds, every trial "
-        "on every seed; kept by validation MSE, reported: expected test MSE (mean over seeds [95% bootstrap band]).",
+        f"Tuning budget: {ans['trials']} {ans.get('search', 'drawn')} trials per optimizer and schedule, "
+        f"{ans['seeds']} seeds, every trial on every seed; kept by validation MSE, reported: expected test MSE "
+        "(mean over seeds [95% bootstrap band]).",
         f"Diverged trials, and trials whose test MSE is worse, count as {_g(ans['fail_mse'])}: the test MSE of "
         "predicting the test targets' mean.",
     ]

@@ -152,7 +152,9 @@ def main(argv=None) -> None:
         fail_mse = tune.mean_predictor_mse(plans[0][1], plans[0][2])
         timing = {"wall_s": time.perf_counter() - start, "peak_rss_mb": peak_rss_mb()}
         timing["loaded"] = [s for s, (finished, _) in jobs.items() if finished is not None]
-        write_answer(out.path, results, args.trials, fail_mse, not args.no_plots, timing)
+        write_answer(
+            out.path, results, args.trials, fail_mse, not args.no_plots, {"search": args.search, "timing": timing}
+        )
 
 
 def reanalyse(args) -> None:
@@ -177,14 +179,16 @@ def reanalyse(args) -> None:
     if first.config.data.source:
         raise _cli.ConfigError("from", src, "expected generated data (a --data run's test set is not saved)")
     saved = src / "tune.json"
-    timing = json.loads(saved.read_text()).get("timing", {}) if saved.is_file() else {}
+    saved = json.loads(saved.read_text()) if saved.is_file() else {}
+    run = {k: saved[k] for k in ("search", "timing") if k in saved}  # how it was drawn and ran: kept
     trials = first.config.optimizers[0].grid_size - 1  # the last grid point is the registry defaults
     with claim_out_dir(args.out or src, args.overwrite or not args.out, OUTPUTS if args.out else ()) as out:
-        write_answer(out.path, results, trials, tune.mean_predictor_mse(first.config), not args.no_plots, timing)
+        write_answer(out.path, results, trials, tune.mean_predictor_mse(first.config), not args.no_plots, run)
 
 
-def write_answer(out: Path, results: dict, trials: int, fail_mse: float, plots: bool, timing: dict) -> None:
-    """budget.csv, tuning_budget.png, tune.json, summary.txt and report.html into ``out``; prints the summary."""
+def write_answer(out: Path, results: dict, trials: int, fail_mse: float, plots: bool, run: dict) -> None:
+    """budget.csv, tuning_budget.png, tune.json, summary.txt and report.html into ``out``; prints the
+    summary. ``run``: what tune.json keeps of the run (``search``: random or sobol; ``timing``)."""
     from jaxopt_cmp import tune
     from jaxopt_cmp.io import atomic_write_bytes
     from jaxopt_cmp.results import csv_text
@@ -200,7 +204,8 @@ def write_answer(out: Path, results: dict, trials: int, fail_mse: float, plots: 
         save_figures({"tuning_budget.png": tuning_budget_figure(rows)}, out)
     seeds = next(iter(results.values())).config.seeds
     ans = {**tune.answer(curves, tune.defaults_vs_tuned(results, trials, fail_mse), trials, seeds, fail_mse)}
-    ans["timing"] = timing
+    ans.update(run)
+    timing = run.get("timing", {})
     atomic_write_bytes(out / "tune.json", (json_text(ans) + "\n").encode())
     text = tune.summary_text(ans)
     if timing:

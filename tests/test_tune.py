@@ -86,6 +86,7 @@ BAD = [
     (study, "--search random --space lr=loguniform(0,1)", ["--space=", "0 < low < high"]),
     (study, "--search random --space lr=loguniform(1,1e-3)", ["--space=", "low < high"]),
     (study, "--search random --space beta2=1-loguniform(0,0.1) --optimizers adam", ["--space=", "0 < low"]),
+    (study, "--search random --space momentum=1-loguniform(0.01,2) --optimizers momentum", ["--space=", "<= 1"]),
     (study, "--search random --trials 0", ["--trials=0", "integer"]),
     (study, "--grid lr=1e-3,1e-2 --lrs 0.1", ["--grid=", "--lrs"]),
     (compare, "--grid lr=1e-3,1e-2 --lr 0.1", ["--grid=", "--lr"]),
@@ -174,11 +175,13 @@ def test_tune_end_to_end_writes_budget_answer_and_exact_trials(tmp_path, capsys,
     assert answer["trials"] == n and answer["fail_mse"] == pytest.approx(fail) and answer["leaders"]
     assert set(answer["rankings"]) == {"1", str(n)}
     summary = (out / "summary.txt").read_text()
-    for text in ("k = 1", f"k = {n}", "Lowest mean by budget", "defaults vs tuned", "predicting the test targets"):
+    words = (f"{n} random trials", "k = 1", f"k = {n}", "Lowest mean by budget", "defaults vs tuned", "predicting the")
+    for text in words:
         assert text in summary and text in printed
     assert (out / "report.html").is_file() and (out / "constant" / "results.json").is_file()
     tune_script.main(["--from", str(out), "--out", str(tmp_path / "again"), "--no-plots"])  # no training
     assert (tmp_path / "again" / "budget.csv").read_text() == (out / "budget.csv").read_text()
+    assert f"{n} random trials" in (tmp_path / "again" / "summary.txt").read_text()  # kept from tune.json
     assert "--trials" in usage_error(tune_script, ["--from", str(out), "--trials", "5"])
 
 
