@@ -187,14 +187,14 @@ def add_study_job_args(p: Parser) -> None:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="save the training state into --out at the first evaluation boundary after every SECONDS, "
-        "for --resume; 0: never (default: %(default)s; one process only)",
+        help="save the training state into --out at the first evaluation boundary after every SECONDS "
+        "(process 0's clock, under several processes), for --resume; 0: never (default: %(default)s)",
     )
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the study in --out from its checkpoint, or start it if it has none yet (same flags; "
-        "bit-identical results)",
+        help="continue the study in --out from its checkpoint, or start it if it has none yet (same flags, same "
+        "number of processes; bit-identical results; under several processes every one must see --out)",
     )
 
 
@@ -212,17 +212,14 @@ def study_shard(args, cfg):
 def study_checkpoint(args, cfg, data, outputs: tuple[str, ...]):
     """``(checkpoint, outputs to clear)``: the study's :class:`~jaxopt_cmp.checkpoint.Checkpoint` in
     ``--out`` (with ``--resume``, loaded if there is one; another study's is refused before compiling),
-    or None (never saved: 0 seconds, or several processes); names ``--out`` if it was not given. Without
-    ``--resume`` an old checkpoint is cleared with the other outputs (``--overwrite``)."""
-    import jax
-
+    or None (never saved: 0 seconds); names ``--out`` if it was not given. Without ``--resume`` an old
+    checkpoint is cleared with the other outputs (``--overwrite``). Under several processes every
+    process has one (each takes part in every save and reads the file on resume); process 0 writes."""
     from jaxopt_cmp.checkpoint import NAME, Checkpoint, study_digest
     from jaxopt_cmp.checks import check_real
 
     every = check_real("checkpoint_every", args.checkpoint_every, 0.0, float("inf"))
     if args.resume:
-        if jax.process_count() > 1:
-            raise ConfigError("resume", "", "expected one process (checkpoints are written by one process)")
         if not args.out:
             raise ConfigError("resume", "(no --out)", "expected --out naming the study's directory")
         out = Path(args.out)
@@ -230,11 +227,11 @@ def study_checkpoint(args, cfg, data, outputs: tuple[str, ...]):
             raise ConfigError("resume", str(out), "expected an unfinished study's directory (it holds results.json)")
     args.out = args.out or str(default_out("study"))  # named now: the checkpoint lives there
     outputs = outputs if args.resume else (*outputs, NAME)
-    if jax.process_count() > 1 or (every == 0 and not args.resume) or State.worker:
+    if every == 0 and not args.resume:
         return None, outputs
     saver = Checkpoint(args.out, study_digest(cfg, data), every)
-    if args.resume and saver.exists():
-        saver.load()
+    if args.resume:
+        saver.resume()
     return saver, outputs
 
 
