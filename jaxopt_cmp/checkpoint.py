@@ -9,7 +9,7 @@ batches of a step depend only on (batch key, step). So a resumed study computes,
 boundary on, exactly what the uninterrupted one did: the results are bit-identical.
 
 Under several processes (``jax.distributed``) every process takes part in every save, at the same
-boundary: process 0's clock decides and the decision is broadcast (:func:`due`); the state, spread
+boundary: process 0's clock decides and the decision is broadcast (:meth:`Checkpoint.due`); the state, spread
 over the processes' devices, is gathered (:func:`jaxopt_cmp.distributed.to_host`) and process 0
 alone writes the file. On resume every process reads that same file (``out`` must be on a
 filesystem every process sees), checks that they all read the same, and fills its own devices'
