@@ -8,6 +8,13 @@ keys, held-out sets) is a pure function of the config and is rebuilt by ``prepar
 batches of a step depend only on (batch key, step). So a resumed study computes, from the saved
 boundary on, exactly what the uninterrupted one did: the results are bit-identical.
 
+Under several processes (``jax.distributed``) every process takes part in every save, at the same
+boundary: process 0's clock decides and the decision is broadcast (:meth:`Checkpoint.due`); the state, spread
+over the processes' devices, is gathered (:func:`jaxopt_cmp.distributed.to_host`) and process 0
+alone writes the file. On resume every process reads that same file (``out`` must be on a
+filesystem every process sees), checks that they all read the same, and fills its own devices'
+part of the state, laid out as the uninterrupted study's.
+
 Why a plain ``.npz`` rather than Orbax: the state is small (the seed study's 432 runs: ~60 MB;
 most studies a few MB), one process writes it, and :func:`jaxopt_cmp.io.atomic_write_bytes` (a
 temporary sibling, fsync, rename) already makes a checkpoint interrupted while being written
@@ -28,7 +35,7 @@ import jax
 import numpy as np
 
 from jaxopt_cmp.config import StudyConfig, to_dict
-from jaxopt_cmp.distributed import to_host
+from jaxopt_cmp.distributed import differ_from_process_0, is_main_process, place, process_0s, to_host
 from jaxopt_cmp.io import atomic_write_bytes, read_npz, versions
 from jaxopt_cmp.results import ResultsError
 
@@ -62,7 +69,9 @@ class Checkpoint:
 
     :meth:`load` reads a saved one (refusing another study's); the training loop asks :meth:`due`
     at each evaluation boundary and calls :meth:`save`; :meth:`remove` once results are saved.
-    ``every_s`` 0: never saves.
+    ``every_s`` 0: never saves. Under several processes every process makes one and calls
+    everything alike (:meth:`resume`, :meth:`due` and :meth:`save` are collectives); process 0
+    alone writes and removes the file.
     """
 
     def __init__(self, out: str | os.PathLike, digest: str, every_s: float, clock=time.monotonic):
@@ -93,11 +102,33 @@ class Checkpoint:
         self.state = meta["done"], leaves("runs"), leaves("evals")
         return meta["done"]
 
+    def resume(self) -> int | None:
+        """:meth:`load` if there is a checkpoint (the chunks done), else None. Under several
+        processes every process reads the file, and all raise the same ``CheckpointError``, or
+        one naming the processes that read another file (or none) than process 0."""
+        try:
+            done, error = (self.load() if self.exists() else None), None
+            outcome = self.state
+        except CheckpointError as err:
+            done, error, outcome = None, err, str(err).replace(str(self.path), "")  # the same failure
+        (differ,) = differ_from_process_0(outcome)
+        if differ:
+            raise CheckpointError(
+                f"{self.path}: process(es) {differ} read another checkpoint (or none) than process 0; "
+                "--out must be on a filesystem every process sees"
+            )
+        if error is not None:
+            raise error
+        return done
+
     def due(self) -> bool:
-        return self.every_s > 0 and self.clock() - self.last >= self.every_s
+        """Whether to save at this boundary: ``every_s`` passed since the last save, on process 0's
+        clock (the same answer on every process)."""
+        return self.every_s > 0 and process_0s(self.clock() - self.last >= self.every_s)
 
     def save(self, done: int, runs, evals) -> None:
-        """Writes ``done`` (chunks trained), every run's state and ``evals`` atomically."""
+        """Writes ``done`` (chunks trained), every run's state and ``evals`` atomically (gathered
+        from every process; process 0 writes)."""
         start = time.perf_counter()
         runs_leaves = jax.tree_util.tree_leaves(to_host(_keyless(runs)))
         self._host_evals += to_host(evals[len(self._host_evals) :])
@@ -107,9 +138,10 @@ class Checkpoint:
         arrays = {"meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
         arrays.update({f"runs/{i}": a for i, a in enumerate(runs_leaves)})
         arrays.update({f"evals/{i}": a for i, a in enumerate(eval_leaves)})
-        buf = io.BytesIO()
-        np.savez(buf, **arrays)
-        atomic_write_bytes(self.path, buf.getvalue())
+        if is_main_process():
+            buf = io.BytesIO()
+            np.savez(buf, **arrays)
+            atomic_write_bytes(self.path, buf.getvalue())
         self.last = self.clock()
         self.saves += 1
         self.save_s += time.perf_counter() - start
@@ -123,17 +155,20 @@ class Checkpoint:
         if shapes != [np.shape(b) for b in run_leaves]:
             raise CheckpointError(f"{self.path}: its run state does not fit this study")
 
-        def place(like, saved):
+        def put(like, saved):  # laid out as the fresh carry's leaf (each process fills its own devices)
             if jax.dtypes.issubdtype(like.dtype, jax.dtypes.prng_key):
-                saved = jax.random.wrap_key_data(saved, impl=jax.random.key_impl(like))
-            return jax.device_put(saved, like.sharding)
+                return jax.random.wrap_key_data(place(saved, like.sharding), impl=jax.random.key_impl(like))
+            return place(saved, like.sharding)
 
-        runs = jax.tree_util.tree_unflatten(treedef, [place(a, b) for a, b in zip(fresh, run_leaves)])
+        runs = jax.tree_util.tree_unflatten(treedef, [put(a, b) for a, b in zip(fresh, run_leaves)])
         evals = jax.tree_util.tree_unflatten(jax.tree_util.tree_structure([first] * (done + 1)), eval_leaves)
         return runs, evals
 
     def remove(self) -> None:
-        """Deletes the checkpoint and the half-written ones of killed writers (their temporary siblings)."""
+        """Deletes the checkpoint and the half-written ones of killed writers (their temporary
+        siblings); on process 0 only."""
+        if not is_main_process():
+            return
         self.path.unlink(missing_ok=True)
         for part in self.path.parent.glob(f".{self.path.name}.*.tmp"):
             part.unlink(missing_ok=True)

@@ -159,10 +159,16 @@ def shard_seeds(keys: jax.Array, mesh: Mesh | None, axis: int = 0) -> jax.Array:
     shards (``device_put`` cannot reach other processes' devices). Unchanged without a mesh."""
     if mesh is None:
         return keys
-    sharding = NamedSharding(mesh, PartitionSpec(*(None,) * axis, mesh.axis_names[0]))
-    if jax.process_count() == 1:
-        return jax.device_put(keys, sharding)
-    return jax.make_array_from_callback(keys.shape, sharding, lambda index: keys[index])
+    return place(keys, NamedSharding(mesh, PartitionSpec(*(None,) * axis, mesh.axis_names[0])))
+
+
+def place(host, sharding: jax.sharding.Sharding) -> jax.Array:
+    """``host`` (a numpy array, the same on every process) laid out as ``sharding``: ``device_put``
+    when this process holds every device of it; otherwise each process fills only its own devices'
+    shards (``device_put`` cannot reach other processes' devices)."""
+    if sharding.is_fully_addressable:
+        return jax.device_put(host, sharding)
+    return jax.make_array_from_callback(np.shape(host), sharding, lambda index: host[index])
 
 
 def _digest(tree) -> np.ndarray:
@@ -184,16 +190,35 @@ def check_same_on_every_process(cfg: StudyConfig, data=None) -> None:
     """
     if jax.process_count() == 1:
         return
-    from jax.experimental import multihost_utils
-
     text = json.dumps(to_dict(cfg), sort_keys=True)
-    mine_28 = np.stack([_digest(np.frombuffer(text.encode(), np.uint8)), _digest(data)])
-    all_P28 = np.asarray(multihost_utils.process_allgather(mine_28))
     named = (("config", f"seed={cfg.seed}, seeds={cfg.seeds}"), ("data", cfg.data.source or "(arrays)"))
-    for row, (setting, value) in enumerate(named):
-        differ = [p for p in range(len(all_P28)) if not np.array_equal(all_P28[p, row], all_P28[0, row])]
+    for differ, (setting, value) in zip(differ_from_process_0(np.frombuffer(text.encode(), np.uint8), data), named):
         if differ:
             raise ConfigError(setting, value, f"expected the same on every process; process(es) {differ} differ from 0")
+
+
+def differ_from_process_0(*trees) -> list[list[int]]:
+    """For each tree (bytes, shapes and structure, this process's own), the processes holding
+    another than process 0's: one small all-gather, every process must call it. ``[]`` each
+    with one process."""
+    if jax.process_count() == 1:
+        return [[] for _ in trees]
+    from jax.experimental import multihost_utils
+
+    all_PT8 = np.asarray(multihost_utils.process_allgather(np.stack([_digest(t) for t in trees])))
+    return [
+        [p for p in range(len(all_PT8)) if not np.array_equal(all_PT8[p, t], all_PT8[0, t])] for t in range(len(trees))
+    ]
+
+
+def process_0s(flag: bool) -> bool:
+    """Process 0's ``flag`` on every process (a decision every process must act on alike, such as
+    a checkpoint that every process takes part in); every process must call it. ``flag`` with one."""
+    if jax.process_count() == 1:
+        return bool(flag)
+    from jax.experimental import multihost_utils
+
+    return bool(multihost_utils.broadcast_one_to_all(np.bool_(flag)))
 
 
 def _identity(tree):

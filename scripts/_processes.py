@@ -192,14 +192,14 @@ def add_checkpoint_args(p: Parser, what: str) -> None:
         type=float,
         default=60.0,
         metavar="SECONDS",
-        help="save the training state into --out at the first evaluation boundary after every SECONDS, "
-        "for --resume; 0: never (default: %(default)s; one process only)",
+        help="save the training state into --out at the first evaluation boundary after every SECONDS "
+        "(process 0's clock, under several processes), for --resume; 0: never (default: %(default)s)",
     )
     p.add_argument(
         "--resume",
         action="store_true",
-        help=f"continue the {what} in --out from its checkpoint, or start it if it has none yet (same flags; "
-        "bit-identical results)",
+        help=f"continue the {what} in --out from its checkpoint, or start it if it has none yet (same flags, same "
+        "number of processes; bit-identical results; under several processes every one must see --out)",
     )
 
 
@@ -216,8 +216,7 @@ def study_shard(args, cfg):
 
 def study_checkpoint(args, cfg, data, outputs: tuple[str, ...]):
     """``(checkpoint, outputs to clear)``: the study's :class:`~jaxopt_cmp.checkpoint.Checkpoint` in
-    ``--out`` (with ``--resume``, loaded if there is one; another study's is refused before compiling),
-    or None (never saved: 0 seconds, or several processes); names ``--out`` if it was not given. Without
+    ``--out`` (:func:`checkpoint_in`), or None; names ``--out`` if it was not given. Without
     ``--resume`` an old checkpoint is cleared with the other outputs (``--overwrite``)."""
     from jaxopt_cmp.checkpoint import NAME
 
@@ -232,34 +231,28 @@ def study_checkpoint(args, cfg, data, outputs: tuple[str, ...]):
 
 
 def check_checkpoint_args(args, what: str) -> float:
-    """``--checkpoint-every`` checked (its seconds); ``--resume`` needs one process and ``--out``."""
-    import jax
-
+    """``--checkpoint-every`` checked (its seconds); ``--resume`` needs ``--out``."""
     from jaxopt_cmp.checks import check_real
 
     every = check_real("checkpoint_every", args.checkpoint_every, 0.0, float("inf"))
-    if args.resume:
-        if jax.process_count() > 1:
-            raise ConfigError("resume", "", "expected one process (checkpoints are written by one process)")
-        if not args.out:
-            raise ConfigError("resume", "(no --out)", f"expected --out naming the {what}'s directory")
+    if args.resume and not args.out:
+        raise ConfigError("resume", "(no --out)", f"expected --out naming the {what}'s directory")
     return every
 
 
 def checkpoint_in(out, cfg, data, args):
     """The :class:`~jaxopt_cmp.checkpoint.Checkpoint` of the study ``cfg`` in directory ``out`` (with
-    ``--resume``, loaded if there is one; another study's is refused), or None: never saved (0 seconds
-    without ``--resume``, several processes, a worker)."""
-    import jax
-
+    ``--resume``, read if there is one; another study's is refused before compiling), or None: never
+    saved (0 seconds without ``--resume``). Under several processes every process has one (each takes
+    part in every save and reads the file on resume: ``out`` must be the same directory for all);
+    process 0 writes."""
     from jaxopt_cmp.checkpoint import Checkpoint, study_digest
 
-    every = args.checkpoint_every
-    if jax.process_count() > 1 or (every == 0 and not args.resume) or State.worker:
+    if args.checkpoint_every == 0 and not args.resume:
         return None
-    saver = Checkpoint(out, study_digest(cfg, data), every)
-    if args.resume and saver.exists():
-        saver.load()
+    saver = Checkpoint(out, study_digest(cfg, data), args.checkpoint_every)
+    if args.resume:
+        saver.resume()
     return saver
 
 

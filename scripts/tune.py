@@ -140,7 +140,9 @@ def main(argv=None) -> None:
 
     with _cli.out_dir(args, "tune", OUTPUTS, overwrite=args.overwrite or args.resume) as out:
         print(f"output directory: {out.path}")
-        jobs = {s: schedule_job(out.path / s, cfg, data, args) for s, cfg, data in plans}  # all refusals first
+        # Checkpoints under --out on every process (a worker's out.path is its scratch directory)
+        where = Path(args.out) if args.out else out.path
+        jobs = {s: schedule_job(where / s, cfg, data, args) for s, cfg, data in plans}  # all refusals first
         results = {}
         for schedule, cfg, data in plans:
             finished, saver = jobs[schedule]

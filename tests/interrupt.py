@@ -4,7 +4,8 @@ patches, in this process only, what the library calls). tests/test_resume.py use
     python tests/interrupt.py at MOMENT READY SCRIPT ARGS...
 
 runs ``SCRIPT ARGS...`` as ``__main__`` and creates the file READY at MOMENT, where the test sends
-SIGKILL:
+SIGKILL (under several processes, ``--process-id`` other than 0 in ARGS, each process runs this and
+a worker's checkpoint clock stands still: only process 0's may decide when to save):
 
 - ``compile``: when XLA is first asked to compile (``jax.stages.Lowered.compile``); it never returns.
 - ``write:NAME:K``: during the K-th write of the file NAME: half of its bytes are in the file
@@ -127,6 +128,20 @@ def _on_write(name: str, count: int, ready: Path) -> None:
     builtins.open = io.open = hooked(io.open, lambda f: f if isinstance(f, (str, os.PathLike)) else "")
 
 
+def stop_checkpoint_clock() -> None:
+    """A worker of several processes whose checkpoint clock stands still (it never sees an interval
+    pass): only process 0's clock may decide when every process saves."""
+    from jaxopt_cmp.checkpoint import Checkpoint
+
+    real = Checkpoint.__init__
+
+    def init(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        self.clock, self.last = (lambda: 0.0), 0.0
+
+    Checkpoint.__init__ = init
+
+
 class Stop(Exception):
     """Ends a study after a checkpoint save, as a kill at that moment would (in-process)."""
 
@@ -161,6 +176,8 @@ if __name__ == "__main__":
     if mode == "at":
         moment, ready, script, *args = rest
         install(moment, Path(ready))
+        if "--process-id" in args and args[args.index("--process-id") + 1] != "0":
+            stop_checkpoint_clock()
         sys.argv = [script, *args]
         runpy.run_path(script, run_name="__main__")
     else:
