@@ -195,15 +195,16 @@ def test_tune_killed_mid_schedule_resumes_bit_identical(tmp_path, capsys, monkey
     from interrupt import kill_at
 
     from jaxopt_cmp.checkpoint import NAME, Checkpoint
+    from jaxopt_cmp.io import read_npz
 
-    argv = [*TINY.split(), "--iters", "40", "--optimizers", "sgd,adam", "--trials", "2", "--seeds", "2"]
+    argv = [*TINY.split(), "--iters", "80", "--optimizers", "sgd,adam", "--trials", "2", "--seeds", "2"]
     argv = [a for a in argv if a != "--no-cache"] + ["--cache-dir", str(tmp_path / "cache")]  # compiled once
     whole, out = tmp_path / "whole", tmp_path / "out"
     tune_script.main([*argv, "--checkpoint-every", "0", "--out", str(whole)])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    # 4 chunks a schedule, a save before each of the last 3: the 5th save is cosine's 2nd.
+    # 8 chunks a schedule, a save before each of the last 7: the 9th save is cosine's 2nd.
     command = [str(ROOT / "scripts" / "tune.py"), *argv, "--checkpoint-every", "1e-9", "--out", str(out)]
-    kill_at("saved:5", tmp_path / "ready", command, tmp_path / "log", env, timeout_s=240)
+    kill_at("saved:9", tmp_path / "ready", command, tmp_path / "log", env, timeout_s=240)
     assert (out / "constant" / tune_script.PART).is_file() and not (out / "constant" / NAME).exists()
     assert (out / "cosine" / NAME).is_file() and not (out / "tune.json").exists()
 
@@ -211,13 +212,16 @@ def test_tune_killed_mid_schedule_resumes_bit_identical(tmp_path, capsys, monkey
     capsys.readouterr()  # the uninterrupted run's output
     err = usage_error(tune_script, other)
     assert f"--resume={out / 'constant'} is not allowed: expected the same flags" in err
+    # The kill lands after cosine's 2nd save, or a later one if that came first (training goes on)
+    done = json.loads(bytes(read_npz(out / "cosine" / NAME)["meta"]).decode())["done"]
+    assert 2 <= done < 8
     restored = []
     real = Checkpoint.restore
     monkeypatch.setattr(Checkpoint, "restore", lambda self, *a: restored.append(self.path) or real(self, *a))
     tune_script.main([*argv, "--checkpoint-every", "1e-9", "--out", str(out), "--resume"])
     printed = capsys.readouterr().out
     assert f"constant: finished earlier, loaded from {out / 'constant'}" in printed
-    assert f"cosine: resuming at step 20 from {out / 'cosine' / NAME}" in printed
+    assert f"cosine: resuming at step {done * 10} from {out / 'cosine' / NAME}" in printed
     assert restored == [out / "cosine" / NAME]  # trained on from the checkpoint's state, not from step 0
     for schedule in ("constant", "cosine"):
         assert_same_study(out / schedule, whole / schedule)
