@@ -95,20 +95,28 @@ def one_process(tmp_path_factory) -> Path:
     return tmp / "out"
 
 
-def test_launch_two_processes_equals_one_process(tmp_path, host_devices_env, one_process):
-    """launch -n 2: results.json and arrays.npz equal one process's; only process 0 printed the
-    results and wrote; process 1 printed its one line."""
-    command = [sys.executable, "-m", "jaxopt_cmp.launch", "-n", "2", "--", STUDY, *TINY, "--out", str(tmp_path / "out")]
+def _launch_two(tmp_path: Path, host_devices_env, script: str, argv: list[str]) -> str:
+    """``launch -n 2 -- script argv``, one device each; its log, checked: it succeeded, process 1
+    printed its one line and process 0 alone named the output directory; no worker's scratch left."""
+    command = [sys.executable, "-m", "jaxopt_cmp.launch", "-n", "2", "--", script, *argv]
     p = _start(command, tmp_path / "log.txt", _env(host_devices_env, 1), tmp_path)
     try:
         p.wait(TIMEOUT_S)
     finally:
         _end([p])
     log = (tmp_path / "log.txt").read_text()
+    prog = Path(script).name
     assert p.returncode == 0, log[-3000:]
-    assert log.count("study.py: worker 1 of 2; process 0 prints and writes the results") == 1
-    assert log.count("results.json\n") == 1 and log.count("output directory:") == 1, log  # process 0 only
-    assert not list(tmp_path.glob("study-worker-*"))
+    assert log.count(f"{prog}: worker 1 of 2; process 0 prints and writes the results") == 1, log
+    assert log.count("output directory:") == 1 and not list(tmp_path.glob(f"{prog[:-3]}-worker-*")), log
+    return log
+
+
+def test_launch_two_processes_equals_one_process(tmp_path, host_devices_env, one_process):
+    """launch -n 2: results.json and arrays.npz equal one process's; only process 0 printed the
+    results and wrote; process 1 printed its one line."""
+    log = _launch_two(tmp_path, host_devices_env, STUDY, [*TINY, "--out", str(tmp_path / "out")])
+    assert log.count("results.json\n") == 1, log  # process 0 only
     assert_same_study(tmp_path / "out", one_process, texts=(), ignore_versions=("process_count",))
 
 
@@ -123,16 +131,7 @@ def test_launch_two_processes_of_tune_equals_one_process(tmp_path, host_devices_
         capture_output=True, text=True, timeout=TIMEOUT_S,
     )  # fmt: skip
     assert one.returncode == 0, one.stderr[-3000:]
-    command = [sys.executable, "-m", "jaxopt_cmp.launch", "-n", "2", "--", TUNE, *argv, "--out", str(tmp_path / "two")]
-    p = _start(command, tmp_path / "log.txt", _env(host_devices_env, 1), tmp_path)
-    try:
-        p.wait(TIMEOUT_S)
-    finally:
-        _end([p])
-    log = (tmp_path / "log.txt").read_text()
-    assert p.returncode == 0, log[-3000:]
-    assert log.count("tune.py: worker 1 of 2; process 0 prints and writes the results") == 1
-    assert log.count("output directory:") == 1 and not list(tmp_path.glob("tune-worker-*")), log
+    _launch_two(tmp_path, host_devices_env, TUNE, [*argv, "--out", str(tmp_path / "two")])
     assert_same_study(tmp_path / "two" / "constant", tmp_path / "one" / "constant", ignore_versions=("process_count",))
     assert (tmp_path / "two" / "budget.csv").read_bytes() == (tmp_path / "one" / "budget.csv").read_bytes()
 
