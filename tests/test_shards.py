@@ -20,7 +20,9 @@ import study  # noqa: E402
 from jaxopt_cmp.config import seed_study  # noqa: E402
 from jaxopt_cmp.shards import seed_range, shard_config  # noqa: E402
 
-TINY = "--optimizers adam --lrs 0.01,0.1 --seeds 4 --iters 40 --eval-every 20 --hidden 8 --n-data 128"
+# A search study (its trials drawn from the root seed, the same in every part; the README's shard
+# commands split an --lrs study): parts of it split the seeds, every trial in every part.
+TINY = "--optimizers adam --search random --trials 2 --seeds 4 --iters 40 --eval-every 20 --hidden 8 --n-data 128"
 TINY = [*TINY.split(), "--batch-size", "16", "--no-plots", "--no-cache"]
 TEXTS = ("runs.csv", "history.csv", "summary.txt")
 
