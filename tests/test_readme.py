@@ -68,8 +68,9 @@ NOT_RUN = {
         "needs an interrupted study's checkpoint; tests/test_resume.py SIGKILLs a study and resumes it"
     ),
     "python tests/mutation/run.py": "the mutation check: tens of minutes (tests/mutation/last_result.md)",
+    "python scripts/tune.py": "the README's measured tuning run, 50 minutes; tests/test_tune.py runs tune.py tiny",
     "python scripts/tune.py --optimizers sgd,momentum,adam --trials 16": (
-        "the README's measured tuning run, 28 minutes; tests/test_tune.py runs tune.py tiny"
+        "the README's earlier tuning run, 28 minutes; tests/test_tune.py runs tune.py tiny"
     ),
 }
 
