@@ -180,8 +180,8 @@ def reanalyse(args) -> None:
     first = next(iter(results.values()))
     if first.config.data.source:
         raise _cli.ConfigError("from", src, "expected generated data (a --data run's test set is not saved)")
-    saved = src / "tune.json"
-    saved = json.loads(saved.read_text()) if saved.is_file() else {}
+    answer = src / "tune.json"
+    saved = json.loads(answer.read_text()) if answer.is_file() else {}
     run = {k: saved[k] for k in ("search", "timing") if k in saved}  # how it was drawn and ran: kept
     trials = first.config.optimizers[0].grid_size - 1  # the last grid point is the registry defaults
     with claim_out_dir(args.out or src, args.overwrite or not args.out, OUTPUTS if args.out else ()) as out:
