@@ -32,6 +32,7 @@ from jaxopt_cmp.lanes import LanePlan, lane_fns, pick, plan_lanes
 from jaxopt_cmp.optimizers import OPTIMIZERS
 from jaxopt_cmp.results import StudyResult
 from jaxopt_cmp.targets import TARGETS, target_xdim
+from jaxopt_cmp import train as _train
 from jaxopt_cmp.train import Carry, Evaluation, flat_model, make_study_fns, steps_per_draw
 
 
@@ -188,6 +189,7 @@ def _shape_key(cfg: StudyConfig, data: Data | None, plan: LanePlan | None) -> tu
         cfg.record_predictions,
         with_data,
         seed_groups(cfg.seeds),
+        _train.RUNS_PER_GROUP,  # the size of grid groups (train.grid_group_size)
         jax.device_count(),
         jax.default_backend(),
         bool(jax.config.read("jax_enable_x64")),  # the traced integer dtypes
@@ -279,7 +281,7 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     compile_s = setup_s = 0.0
     if key not in _COMPILED:
         start = time.perf_counter()
-        init, chunk = make_study_fns(cfg)
+        init, chunk = make_study_fns(cfg, seed_devices=1 if mesh is None else mesh.devices.size)
         if plan is not None:
             init, chunk = lane_fns(plan, init, chunk)
             out = (plan.sharding(), plan.sharding())  # every leaf split along its lane axis

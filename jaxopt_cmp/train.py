@@ -2,8 +2,9 @@
 
 A *run* is one optimizer at one hyperparameter point on one seed. Every run of a study lives in
 one compiled program: runs of one optimizer are batched with ``vmap`` over ``(grid point H,
-seed)``; all optimizers advance together in one loop, so they see the same minibatches at the
-same step. The study is two pure functions, each jitted once by the caller:
+seed)``, trained a seed group and a few grid points at a time on CPU (so a step's working set
+stays cache-sized); every optimizer sees the same minibatches at the same step. The study is
+two pure functions, each jitted once by the caller:
 
 - ``init(keys_JK, hparams, data) -> (Carry, Evaluation)``: data, initial weights and optimizer
   states of every run, and the evaluation at step 0;
@@ -178,14 +179,15 @@ def exact_mean(a_N: jax.Array) -> jax.Array:
     return a[0] / n
 
 
-def make_study_fns(cfg: StudyConfig):
+def make_study_fns(cfg: StudyConfig, seed_devices: int = 1):
     """``(init, chunk)``, the two pure functions of a study (module doc), to be jitted once.
 
     ``keys_JK`` holds one key per seed, grouped (axes J, K); ``hparams[name][hp]`` is an ``(H,)``
     array of that optimizer's grid (with a schedule, also its parameters and ``iters``, so a new
     iteration count does not recompile); ``data``, if not None, replaces the generated data of every
     seed. Only arrays flow in, so new seeds, grid values, data or iteration counts of the same
-    shapes reuse the compilation.
+    shapes reuse the compilation. ``seed_devices``: the devices the seeds (K) are split over, for
+    the size of the grid groups trained together (:func:`grid_group_size`).
     """
     apply_flat, _ = flat_model(cfg)
     names = cfg.optimizer_names
@@ -234,6 +236,22 @@ def make_study_fns(cfg: StudyConfig):
 
     draw = steps_per_draw(cfg.train.eval_every)
 
+    def by_grid_groups(f, runs_HK):
+        """``f`` over ``runs_HK`` a few grid points at a time (``lax.map``), so each loop's working
+        set stays cache-sized as seed groups keep it (:func:`grid_group_size`); a last, smaller
+        group takes the grid points left over. ``f`` is per-run: the results are those of one call."""
+        h, k = jax.tree_util.tree_leaves(runs_HK)[0].shape[:2]
+        g = grid_group_size(h, k // seed_devices)
+        if g >= h:
+            return f(runs_HK)
+        full = h - h % g
+        tree = jax.tree_util.tree_map
+        head = tree(lambda a: a[:full].reshape(full // g, g, *a.shape[1:]), runs_HK)
+        head = tree(lambda a: a.reshape(full, *a.shape[2:]), jax.lax.map(f, head))
+        if full == h:
+            return head
+        return tree(lambda a, b: jnp.concatenate([a, b]), head, f(tree(lambda a: a[full:], runs_HK)))
+
     def steps_from(name, runs_HK, data_K, key_K, t0, end):
         """``draw`` steps of one optimizer's runs from ``t0`` (those at or past ``end`` leave the
         runs as they are): the batches of those steps are drawn at once, so memory is bounded by
@@ -278,8 +296,10 @@ def make_study_fns(cfg: StudyConfig):
         def group(c):
             runs, data, key = c
             trips = (length + draw - 1) // draw
-            advance = lambda n: lambda i, r: steps_from(n, r, data, key, t0 + i * draw, t0 + length)
-            return {n: jax.lax.fori_loop(0, trips, advance(n), runs[n]) for n in names}
+            advance = lambda n: lambda r: jax.lax.fori_loop(
+                0, trips, lambda i, r: steps_from(n, r, data, key, t0 + i * draw, t0 + length), r
+            )
+            return {n: by_grid_groups(advance(n), runs[n]) for n in names}
 
         moved = jax.lax.map(group, ({n: carry.runs[n] for n in names}, carry.data, carry.batch_key))
         carry = carry._replace(runs={**carry.runs, **moved})
@@ -289,6 +309,17 @@ def make_study_fns(cfg: StudyConfig):
 
 
 MAX_DRAW = 128
+RUNS_PER_GROUP = 16
+
+
+def grid_group_size(grid_points: int, seeds_per_device: int) -> int:
+    """Grid points trained together on a device: all of them while the runs of a seed group's
+    grid fit in twice :data:`RUNS_PER_GROUP`, else about that many runs at a time (at least one
+    grid point). The rate falls by a third once a device steps 64+ runs at once on CPU (the
+    per-step working set leaves the cache): :func:`jaxopt_cmp.study.seed_groups` for seeds."""
+    if grid_points * seeds_per_device <= 2 * RUNS_PER_GROUP or jax.default_backend() != "cpu":
+        return grid_points
+    return max(1, RUNS_PER_GROUP // max(1, seeds_per_device))
 
 
 def steps_per_draw(eval_every: int) -> int:

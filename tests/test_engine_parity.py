@@ -17,6 +17,7 @@ import numpy as np
 import scipy.stats
 
 from jaxopt_cmp import study as jstudy
+from jaxopt_cmp import train as jtrain
 from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig
 from jaxopt_cmp.data import Data, batch_indices, make_test, split_user_data
 from jaxopt_cmp.optimizers import OPTIMIZERS
@@ -175,8 +176,9 @@ def user_data(n: int, offset: float) -> Data:
     return Data(x, y)
 
 
-def test_seed_groups_user_data_and_divergence_match_torch_ref(monkeypatch):
-    """Six seeds in three groups of two (seed ``s = k * 3 + j``), every seed fitting the user's
+def test_seed_and_grid_groups_user_data_and_divergence_match_torch_ref(monkeypatch):
+    """Six seeds in three groups of two (seed ``s = k * 3 + j``), SGD's grid trained one grid point
+    at a time (grid groups, :func:`jaxopt_cmp.train.grid_group_size`), every seed fitting the user's
     data (two input columns, targets near 100), two hidden layers. SGD grid points:
 
     - lr 1e307: the first update overflows to inf while that step's loss (~1e4) is finite, so
@@ -188,6 +190,7 @@ def test_seed_groups_user_data_and_divergence_match_torch_ref(monkeypatch):
     - lr 1e-3: stays finite, as do both of Adam's grid points.
     """
     monkeypatch.setattr(jstudy, "SEEDS_PER_DEVICE_GROUP", 2)
+    monkeypatch.setattr(jtrain, "RUNS_PER_GROUP", 2)  # SGD's 3 grid points x 2 seeds: one point at a time
     # 320 rows: 40 (12.5%) held out for validation and 24 (7.5%) for test leave N_DATA to train.
     data = user_data(320, offset=100.0)
     cfg = StudyConfig(
@@ -197,7 +200,7 @@ def test_seed_groups_user_data_and_divergence_match_torch_ref(monkeypatch):
         train=TRAIN,
         seeds=6,
     )
-    assert jstudy.seed_groups(cfg.seeds) == 3
+    assert jstudy.seed_groups(cfg.seeds) == 3 and jtrain.grid_group_size(3, 2) == 1 and jtrain.grid_group_size(2, 2) == 2
     engine, torch_result, feeds = run_both(cfg, data)
     train = split_user_data(data, cfg.data, cfg.seed)[0]
     assert train.x.shape == (N_DATA, 2) and feeds[0].val[0].shape == (40, 2) and feeds[0].test[0].shape == (24, 2)
