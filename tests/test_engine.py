@@ -59,6 +59,19 @@ def test_seed_alone_matches_seed_in_batch():
             np.testing.assert_allclose(alone.mse_EHS[n][:, :, 0], batched.mse_EHS[n][:, :, i], rtol=1e-5)
 
 
+def assert_same_runs(grouped, at_once):
+    """The same runs trained in groups and at once. Another batch size per matmul may pick other
+    kernels: agreement to float32 rounding, not bit-identity."""
+    for n in at_once.mse_EHS:
+        np.testing.assert_allclose(grouped.mse_EHS[n], at_once.mse_EHS[n], rtol=1e-5)
+        np.testing.assert_allclose(grouped.val_mse_EHS[n], at_once.val_mse_EHS[n], rtol=1e-5)
+        np.testing.assert_array_equal(grouped.diverged_at_HS[n], at_once.diverged_at_HS[n])
+        np.testing.assert_allclose(grouped.pred_EHN[n], at_once.pred_EHN[n], rtol=1e-5, atol=1e-6)
+        leaves = zip(jax.tree_util.tree_leaves(grouped.params_HS[n]), jax.tree_util.tree_leaves(at_once.params_HS[n]))
+        for a, b in leaves:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_seed_groups_give_the_same_runs(monkeypatch):
     """Training seeds in groups one after another (lax.map) reorders nothing a user sees."""
     cfg = small_cfg(seeds=8, record_predictions=True)
@@ -67,14 +80,7 @@ def test_seed_groups_give_the_same_runs(monkeypatch):
     assert study_mod.seed_groups(8) == 4
     steps = []
     grouped = run_study(cfg, progress=steps.append)
-    for n in cfg.optimizer_names:
-        # Batch 8 vs 2 per matmul may pick other kernels: float32 rounding, not bit-identity.
-        np.testing.assert_allclose(grouped.mse_EHS[n], at_once.mse_EHS[n], rtol=1e-5)
-        np.testing.assert_array_equal(grouped.diverged_at_HS[n], at_once.diverged_at_HS[n])
-        np.testing.assert_allclose(grouped.pred_EHN[n], at_once.pred_EHN[n], rtol=1e-5, atol=1e-6)
-        leaves = zip(jax.tree_util.tree_leaves(grouped.params_HS[n]), jax.tree_util.tree_leaves(at_once.params_HS[n]))
-        for a, b in leaves:
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_same_runs(grouped, at_once)  # batch 8 vs 2 per matmul
     np.testing.assert_array_equal(grouped.x_N, at_once.x_N)
     assert steps == list(cfg.train.eval_steps[1:])  # after each evaluation interval, in order
 
@@ -92,16 +98,7 @@ def test_grid_groups_give_the_same_runs(monkeypatch):
     monkeypatch.setattr(train_mod, "RUNS_PER_GROUP", 4)
     assert train_mod.grid_group_size(5, 2) == 2
     grouped = run_study(cfg)
-    for n in cfg.optimizer_names:
-        # Batch 10 vs 4 or 2 runs per matmul may pick other kernels (as seed groups): float32
-        # rounding, not bit-identity.
-        np.testing.assert_allclose(grouped.mse_EHS[n], at_once.mse_EHS[n], rtol=1e-5)
-        np.testing.assert_allclose(grouped.val_mse_EHS[n], at_once.val_mse_EHS[n], rtol=1e-5)
-        np.testing.assert_array_equal(grouped.diverged_at_HS[n], at_once.diverged_at_HS[n])
-        np.testing.assert_allclose(grouped.pred_EHN[n], at_once.pred_EHN[n], rtol=1e-5, atol=1e-6)
-        leaves = zip(jax.tree_util.tree_leaves(grouped.params_HS[n]), jax.tree_util.tree_leaves(at_once.params_HS[n]))
-        for a, b in leaves:
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert_same_runs(grouped, at_once)  # batch 10 vs 4 or 2 runs per matmul
 
 
 def test_seed_keys_do_not_depend_on_count():
