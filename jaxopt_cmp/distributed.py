@@ -99,53 +99,79 @@ def detect_launcher() -> str | None:
     return None
 
 
-def watch_peers(timeout_s: float, on_lost: Callable[[list[int]], None], poll_s: float = 0.5) -> threading.Thread:
+def watch_peers(timeout_s: float, on_lost: Callable[[list[int]], None], poll_s: float = 0.5) -> Callable[[], None]:
     """Starts a daemon thread that calls ``on_lost(processes)`` (once) when another process has shown
     no sign of life for ``timeout_s`` seconds; ``on_lost`` decides what to do (the scripts print
     one line and exit). Every process's thread bumps a counter in JAX's coordination service (its
     key-value store) every ``poll_s`` seconds and reads the others'; a counter that stops moving
     names a lost process, and a store that cannot be reached names process 0, which hosts it.
+    Returns ``stop``: it ends the thread and marks this process finished (a finished process is
+    never named lost while the others finish their own work).
 
-    Why: JAX itself notices a killed process only by its missed heartbeats (default 100 s) and then
-    aborts every survivor with a C++ stack trace; a survivor waiting in a collective waits until
-    then. Needs :func:`initialize` with several processes."""
+    ``stop`` also runs at interpreter exit (``atexit``, before JAX's own exit handler shuts the
+    distributed client down): a daemon thread still inside a call into the client when Python
+    finalizes aborts the process ("FATAL: exception not rethrown", signal 6, seen in CI after
+    every result was written).
+
+    Why the thread: JAX itself notices a killed process only by its missed heartbeats (default
+    100 s) and then aborts every survivor with a C++ stack trace; a survivor waiting in a
+    collective waits until then. Needs :func:`initialize` with several processes."""
+    import atexit
+
     from jax._src import distributed as jax_distributed
 
     client, count, me = jax_distributed.global_state.client, jax.process_count(), jax.process_index()
     if client is None or count == 1:
         raise RuntimeError("watch_peers needs jax.distributed initialized with several processes")
+    stopping = threading.Event()
 
     def target():
         start = time.monotonic()
         last = {p: (None, start) for p in range(count)}  # the counter seen, and when it last moved
-        beat, unreachable_since = 0, None
-        while True:
+        beat, unreachable_since, finished = 0, None, set()
+        while not stopping.is_set():
             now = time.monotonic()
             try:
                 beat += 1
                 client.key_value_set(f"{_ALIVE}/{me}", str(beat), allow_overwrite=True)
                 for key, value in client.key_value_dir_get(_ALIVE):
                     p = int(key.rsplit("/", 1)[1])
-                    if last[p][0] != value:
+                    if value == _FINISHED:
+                        finished.add(p)
+                    elif last[p][0] != value:
                         last[p] = (value, now)
                 unreachable_since = None
             except Exception:  # the coordination service is gone (or slow): process 0's
                 unreachable_since = unreachable_since or now
-                if now - unreachable_since >= timeout_s:
+                if now - unreachable_since >= timeout_s and not stopping.is_set():
                     on_lost([0])
                     return
-            lost = sorted(p for p, (_, t) in last.items() if p != me and now - t >= timeout_s)
-            if lost:
+            lost = sorted(p for p, (_, t) in last.items() if p != me and p not in finished and now - t >= timeout_s)
+            if lost and not stopping.is_set():
                 on_lost(lost)
                 return
-            time.sleep(poll_s)
+            stopping.wait(poll_s)
 
     thread = threading.Thread(target=target, name="jaxopt_cmp-peers", daemon=True)
+
+    def stop() -> None:
+        if stopping.is_set():
+            return
+        stopping.set()
+        thread.join(timeout=poll_s + 10.0)  # one call into the client at most
+        if not thread.is_alive():
+            try:
+                client.key_value_set(f"{_ALIVE}/{me}", _FINISHED, allow_overwrite=True)
+            except Exception:  # the service is gone: the others are finishing too
+                pass
+
     thread.start()
-    return thread
+    atexit.register(stop)
+    return stop
 
 
 _ALIVE = "jaxopt_cmp/alive"
+_FINISHED = "finished"
 
 
 def is_main_process() -> bool:

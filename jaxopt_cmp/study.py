@@ -58,7 +58,12 @@ def _seed_keys(seed: jax.Array, offset: jax.Array, n_seeds: int, groups: int | N
     """The keys ``(S,)``, or grouped ``(J, K)`` as :func:`group_keys` groups them."""
     root = jax.random.key(seed)  # a uint32 seed gives the key of the same Python int (tested)
     keys_S = jax.vmap(lambda i: jax.random.fold_in(root, i))(offset + jnp.arange(n_seeds, dtype=jnp.int32))
-    return keys_S if groups is None else keys_S.reshape(-1, groups).T
+    return keys_S if groups is None else _grouped(keys_S, groups)
+
+
+def _grouped(keys_S: jax.Array, groups: int) -> jax.Array:
+    """``(S,) -> (J, K)``, seed ``s = k * J + j`` in group ``j`` (:func:`ungroup` inverts it)."""
+    return keys_S.reshape(-1, groups).T
 
 
 def grid_arrays(cfg: StudyConfig) -> dict[str, dict[str, np.ndarray]]:
@@ -121,7 +126,7 @@ def layouts(mesh: Mesh | None, carry_eval):
 def group_keys(keys_S: jax.Array, groups: int, mesh: Mesh | None) -> jax.Array:
     """``(S,) -> (J, K)``: group ``j`` holds seeds ``j, j + J, ...`` (seed ``s = k * J + j``), so a
     seed axis sharded in contiguous blocks stays sharded along K; then placed across devices."""
-    return shard_seeds(keys_S.reshape(-1, groups).T, mesh, axis=1)
+    return shard_seeds(_grouped(keys_S, groups), mesh, axis=1)
 
 
 def ungroup(x_JK: np.ndarray, axis: int) -> np.ndarray:

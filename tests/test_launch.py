@@ -207,6 +207,42 @@ def test_a_killed_process_stops_the_survivor_within_the_bound(tmp_path, host_dev
     assert "Traceback" not in log and "Check failure" not in log
 
 
+WATCHER = """
+import sys, time
+from jaxopt_cmp import distributed
+port, me, linger = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+distributed.initialize(f"localhost:{port}", 2, me)
+lost = []
+stop = distributed.watch_peers(1.0, lost.extend, poll_s=0.0)  # calls into the client without pause
+time.sleep(0.5)
+if me == 1:
+    stop()  # process 1 has finished its work; process 0 works on past the timeout
+time.sleep(linger)
+print(f"lost {lost}", flush=True)
+"""
+
+
+def test_the_watchdog_ends_cleanly_and_spares_a_finished_peer(tmp_path):
+    """Two processes whose watchdog threads call into JAX's client without pause: both exit 0 (a
+    thread still calling when Python finalized aborted the process with signal 6 after the results
+    were written: 1 CI run in 3, and every run here before the fix); process 1 stopped its watchdog
+    (finished) 2.5 s before process 0 ends, past the 1 s timeout, and is not named lost."""
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
+    procs = [
+        _start([sys.executable, "-c", WATCHER, str(port), str(i), linger], tmp_path / f"log{i}.txt", env, tmp_path)
+        for i, linger in enumerate(["2.5", "0"])
+    ]
+    try:
+        for p in procs:
+            p.wait(TIMEOUT_S)
+    finally:
+        _end(procs)
+    logs = [(tmp_path / f"log{i}.txt").read_text() for i in range(2)]
+    assert [p.returncode for p in procs] == [0, 0], logs
+    assert [log.strip().splitlines()[-1] for log in logs] == ["lost []", "lost []"], logs
+
+
 def test_a_peer_that_never_arrives_or_a_port_in_use_ends_within_the_bound(tmp_path, host_devices_env):
     """Process 1 alone: ends after --peer-timeout with one line (JAX alone: 300 s, then a C++
     stack trace). Process 0 on a port already taken: one line at once."""
