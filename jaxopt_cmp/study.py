@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxopt_cmp import train as _train
 from jaxopt_cmp.budget import check_budget
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig
@@ -32,7 +33,6 @@ from jaxopt_cmp.lanes import LanePlan, lane_fns, pick, plan_lanes
 from jaxopt_cmp.optimizers import OPTIMIZERS
 from jaxopt_cmp.results import StudyResult
 from jaxopt_cmp.targets import TARGETS, target_xdim
-from jaxopt_cmp import train as _train
 from jaxopt_cmp.train import Carry, Evaluation, flat_model, make_study_fns, steps_per_draw
 
 

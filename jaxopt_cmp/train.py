@@ -296,8 +296,10 @@ def make_study_fns(cfg: StudyConfig, seed_devices: int = 1):
         def group(c):
             runs, data, key = c
             trips = (length + draw - 1) // draw
-            advance = lambda n: lambda r: jax.lax.fori_loop(
-                0, trips, lambda i, r: steps_from(n, r, data, key, t0 + i * draw, t0 + length), r
+            advance = lambda n: (
+                lambda r: jax.lax.fori_loop(
+                    0, trips, lambda i, r: steps_from(n, r, data, key, t0 + i * draw, t0 + length), r
+                )
             )
             return {n: by_grid_groups(advance(n), runs[n]) for n in names}
 

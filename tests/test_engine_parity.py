@@ -200,7 +200,8 @@ def test_seed_and_grid_groups_user_data_and_divergence_match_torch_ref(monkeypat
         train=TRAIN,
         seeds=6,
     )
-    assert jstudy.seed_groups(cfg.seeds) == 3 and jtrain.grid_group_size(3, 2) == 1 and jtrain.grid_group_size(2, 2) == 2
+    assert jstudy.seed_groups(cfg.seeds) == 3
+    assert jtrain.grid_group_size(3, 2) == 1 and jtrain.grid_group_size(2, 2) == 2
     engine, torch_result, feeds = run_both(cfg, data)
     train = split_user_data(data, cfg.data, cfg.seed)[0]
     assert train.x.shape == (N_DATA, 2) and feeds[0].val[0].shape == (40, 2) and feeds[0].test[0].shape == (24, 2)
