@@ -214,6 +214,8 @@ def test_bench_runs_tiny_and_writes_json_markdown_and_plot(tmp_path):
     assert [w["S"] for w in doc["throughput"]] == [2]
     assert [(p["S"], p["H"], p["runs"]) for p in doc["grid_throughput"]] == [(4, 2, 8)]
     assert doc["grid_throughput"][0]["impls"]["jax"]["rate"]["median"] > 0
+    assert doc["grid_throughput"][0]["reference"]["S"] == 2  # the seeds table's largest S, in every repeat
+    assert doc["grid_throughput"][0]["ratio_over_reference"]["median"] > 0
     for impl, m in doc["throughput"][0]["impls"].items():
         assert m["rate"]["median"] > 0, impl
     assert set(doc["throughput"][0]["ratio_jax_over"]) == impls - {"jax"}

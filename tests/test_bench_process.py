@@ -127,8 +127,9 @@ def test_pool_refuses_a_worker_that_cannot_start():
 
 
 class FakePool:
-    """Answers like the workers, with fixed times: jax's short/long runs take 1 s / 3 s, a torch
-    repeat 2 s for 100 steps, the matmul 100 GFLOP/s. Records the order of timed calls."""
+    """Answers like the workers, with fixed times: jax's short/long runs take 1 s / 3 s (the grid
+    rows' reference, jax-ref: 1 s / 2 s, then 1 s / 4 s in every other repeat), a torch repeat 2 s
+    for 100 steps, the matmul 100 GFLOP/s. Records the order of timed calls."""
 
     def __init__(self):
         self.order = []
@@ -136,11 +137,14 @@ class FakePool:
     def call(self, impl, command, **kwargs):
         if command == "time":
             self.order.append(impl)
+            if impl == "jax-ref":
+                long_s = 4.0 if self.order.count(impl) % 2 == 0 else 2.0
+                return [{"wall_s": 1.0, "cpu_s": 1.5}, {"wall_s": long_s, "cpu_s": 1.5 * long_s}]
             return {
                 "jax": [{"wall_s": 1.0, "cpu_s": 1.5}, {"wall_s": 3.0, "cpu_s": 4.5}],
                 "matmul": {"wall_s": 0.1, "cpu_s": 0.2, "gflops": 100.0},
             }.get(impl, {"wall_s": 2.0, "cpu_s": 2.0})
-        if command == "setup" and impl == "jax":
+        if command == "setup" and impl.startswith("jax"):
             return [{"compile_s": 1.0, "compile_cpu_s": 2.0, "xla_temp_mb": 1.0} for _ in kwargs["configs"]]
         return {"threads": 1, "steps": 100} if command == "setup" else 500.0  # teardown: peak RSS
 
@@ -167,12 +171,13 @@ def test_throughput_rates_ratios_and_ceiling_share():
     assert measure.rotated(jobs, 1) == ["torch-eager", "torch-batched", "matmul", "jax"]
 
 
-def test_grid_throughput_counts_every_run_of_every_optimizer():
+def test_grid_throughput_counts_every_run_and_pairs_each_repeat_with_the_reference():
     from jaxopt_cmp.bench import measure, settings
 
     s = settings.make_settings("quick", repeats=3, torch_threads=1)
-    pool, grid = FakePool(), 64
-    point, memory = measure.measure_grid(pool, grid, s, 1_000_000, log=lambda msg: None)
+    pool, grid, quiet = FakePool(), 64, lambda msg: None
+    ref = measure.grid_reference(pool, 128, s, quiet)
+    point, memory = measure.measure_grid(pool, grid, s, 1_000_000, quiet, ref)
     long = measure.jax_iters(settings.GRID_SEEDS, s, grid)
     rate = 3 * settings.GRID_SEEDS * grid * (long - long // 4) / (3.0 - 1.0)
     assert point["impls"]["jax"]["rate"]["values"] == pytest.approx([rate] * 3)
@@ -182,7 +187,14 @@ def test_grid_throughput_counts_every_run_of_every_optimizer():
         settings.GRID_SEEDS * grid,
         500.0,
     )
-    assert pool.order == [job for r in range(3) for job in measure.rotated(["jax", "matmul"], r)]  # no torch
+    ref_long = measure.jax_iters(128, s)
+    assert ref == (128, ref_long // 4, ref_long) and point["reference"]["S"] == 128
+    ref_rates = [3 * 128 * (ref_long - ref_long // 4) / t for t in (1.0, 3.0, 1.0)]  # its load varies
+    assert point["reference"]["rate"]["values"] == pytest.approx(ref_rates)
+    # each repeat's grid rate over the reference's in that repeat, not the ratio of the medians
+    assert point["ratio_over_reference"]["values"] == pytest.approx([rate / r for r in ref_rates])
+    jobs = ["jax", "jax-ref", "matmul"]
+    assert pool.order == [job for r in range(3) for job in measure.rotated(jobs, r)]  # no torch
 
 
 def test_grid_workload_is_the_seed_study_at_log_spaced_lrs():

@@ -7,7 +7,7 @@ import gc
 import jax
 import jax.numpy as jnp
 
-from jaxopt_cmp.bench.settings import JAX, MATMUL, THROUGHPUT_N_DATA, Settings, workload
+from jaxopt_cmp.bench.settings import JAX, JAX_REF, MATMUL, THROUGHPUT_N_DATA, Settings, workload
 from jaxopt_cmp.bench.timing import timed
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.io import peak_rss_mb, versions
@@ -84,5 +84,5 @@ class MatmulWorker:
 
 
 def make_worker(impl: str, settings: Settings):
-    """The worker for ``impl`` (``jax`` or ``matmul``), called in the worker process."""
-    return {JAX: JaxWorker, MATMUL: MatmulWorker}[impl](settings)
+    """The worker for ``impl`` (``jax``, ``jax-ref`` or ``matmul``), called in the worker process."""
+    return {JAX: JaxWorker, JAX_REF: JaxWorker, MATMUL: MatmulWorker}[impl](settings)

@@ -176,15 +176,19 @@ def _compare_kind(doc: dict, kind: str, key: str) -> dict | Measured:
 
 
 def _grid_over_seeds(doc: dict) -> Measured:
-    """The lowest jax rate over the grid points' rows, over jax's rate at S=512 in the same bench."""
-    points, ref = doc.get("grid_throughput") or [], next((p for p in doc["throughput"] if p["S"] == 512), None)
-    if not points or ref is None:
+    """The lowest grid row's rate over jax's rate at S=512, each row's ratio the median of its
+    per-repeat ratios (the S=512 run is timed in every repeat of every grid row)."""
+    points = doc.get("grid_throughput") or []
+    if not points or points[0]["reference"]["S"] != 512:
         return Measured(None, "not measured (needs --grid-list and 512 in --seeds-list)")
-    rate = lambda p: p["impls"][JAX]["rate"]["median"] or 0.0
-    low = min(points, key=rate)
-    ratio = rate(low) / rate(ref) if rate(ref) else None
-    text = f"lowest at S={low['S']} x H={low['H']}: {rate(low):,.0f} vs {rate(ref):,.0f} model-steps/s at S=512"
-    return Measured(ratio, f"{ratio:.2f}x ({text})" if ratio is not None else text)
+    ratio = lambda p: p["ratio_over_reference"]["median"] or 0.0
+    low = min(points, key=ratio)
+    rate = lambda m: f"{m['rate']['median'] or 0:,.0f}"
+    text = (
+        f"lowest at S={low['S']} x H={low['H']}: {x_range(low['ratio_over_reference'], 2)}, median of the "
+        f"per-repeat ratios ({rate(low['impls'][JAX])} vs {rate(low['reference'])} model-steps/s at S=512)"
+    )
+    return Measured(ratio(low) or None, text)
 
 
 METRICS: dict[str, Callable[[dict], Measured]] = {
@@ -245,7 +249,8 @@ TARGETS = (
         "grid rate over S=512",
         ">=",
         1.0,
-        "S x H = 256..2,048 runs per optimizer: jax model-steps/s >= {bound:g}x its S=512 rate (issue 19)",
+        "S x H = 256..2,048 runs per optimizer: jax model-steps/s >= {bound:g}x its S=512 rate in the same "
+        "repeats (issue 19)",
     ),
 )
 

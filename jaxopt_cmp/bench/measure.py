@@ -26,6 +26,7 @@ from jaxopt_cmp.bench.settings import (
     FUNC,
     GRID_SEEDS,
     JAX,
+    JAX_REF,
     MATMUL,
     OPTIMIZERS,
     SCHEMA,
@@ -38,7 +39,7 @@ from jaxopt_cmp.bench.settings import (
 from jaxopt_cmp.bench.timing import summary
 
 # The module that makes each implementation's worker, in its own process.
-WORKERS = {JAX: "jaxopt_cmp.bench.jax_worker", MATMUL: "jaxopt_cmp.bench.jax_worker"}
+WORKERS = {impl: "jaxopt_cmp.bench.jax_worker" for impl in (JAX, JAX_REF, MATMUL)}
 WORKERS.update({impl: "torch_ref.bench_worker" for impl in (EAGER, BATCHED, FUNC, COMPILE)})
 Log = Callable[[str], None]
 
@@ -152,9 +153,23 @@ def measure_throughput(pool: Pool, impls, seeds: int, s: Settings, flops: int, l
     return doc, memory
 
 
-def measure_grid(pool: Pool, grid: int, s: Settings, flops: int, log: Log) -> tuple[dict, float]:
+def grid_reference(pool: Pool, seeds: int, s: Settings, log: Log) -> tuple[int, int, int]:
+    """Compiles jax's run at ``seeds`` seeds (the seeds table's largest S) in the reference worker,
+    which :func:`measure_grid` times in every repeat beside each grid row; ``(seeds, short, long)``."""
+    long = jax_iters(seeds, s)
+    short = long // 4
+    log(f"S={seeds} beside every grid row (its own worker): jax {short} and {long} iterations")
+    configs = [workload(seeds, i, i, THROUGHPUT_N_DATA, s.seed) for i in (short, long)]
+    pool.call(JAX_REF, "setup", configs=configs)
+    return seeds, short, long
+
+
+def measure_grid(
+    pool: Pool, grid: int, s: Settings, flops: int, log: Log, ref: tuple[int, int, int]
+) -> tuple[dict, float]:
     """jax's steady-state rate with ``GRID_SEEDS`` seeds x ``grid`` lr grid points per optimizer
-    (a tuning study's shape), and its peak RSS; torch is not run (its rate per run does not depend
+    (a tuning study's shape), its peak RSS, and its rate over the reference run's (``ref``, from
+    :func:`grid_reference`) repeat by repeat; torch is not run (its rate per run does not depend
     on how the runs are named)."""
     seeds = GRID_SEEDS
     long = jax_iters(seeds, s, grid)
@@ -162,12 +177,19 @@ def measure_grid(pool: Pool, grid: int, s: Settings, flops: int, log: Log) -> tu
     log(f"S={seeds} x H={grid}: jax {short} and {long} iterations")
     configs = [workload(seeds, i, i, THROUGHPUT_N_DATA, s.seed, grid) for i in (short, long)]
     setup = pool.call(JAX, "setup", configs=configs)
-    times, gflops = interleave(pool, [JAX], s.repeats, log)
+    times, gflops = interleave(pool, [JAX, JAX_REF], s.repeats, log)
     memory = pool.call(JAX, "teardown")
-    _, jax_doc = _jax_throughput(times[JAX], (short, long), len(OPTIMIZERS) * seeds * grid, gflops, flops)
+    rates, jax_doc = _jax_throughput(times[JAX], (short, long), len(OPTIMIZERS) * seeds * grid, gflops, flops)
+    ref_seeds, *ref_iters = ref
+    per_step = len(OPTIMIZERS) * ref_seeds
+    ref_rates, ref_doc = _jax_throughput(times[JAX_REF], tuple(ref_iters), per_step, gflops, flops)
     keys = ("compile_s", "compile_cpu_s", "xla_temp_mb")
     jax_doc = {"iters": [short, long], **{k: [c[k] for c in setup] for k in keys}, **jax_doc}
     point = {"S": seeds, "H": grid, "runs": seeds * grid, "ceiling_gflops": summary(gflops), "impls": {JAX: jax_doc}}
+    point["reference"] = {"S": ref_seeds, "iters": list(ref_iters), "rate": ref_doc["rate"]}
+    point["ratio_over_reference"] = summary(
+        [g / r if g and r else None for g, r in zip(rates[JAX], ref_rates[JAX], strict=True)]
+    )
     return point, memory
 
 
@@ -225,8 +247,10 @@ def run_bench(s: Settings, log: Log, compare_script: Path | None = None) -> dict
         "machine": {**machine_info(), "loadavg_start": list(os.getloadavg())},
         "settings": described(s),
     }
-    log(f"starting {len(impls) + 1} worker processes: {', '.join(impls)} and the {MATMUL} ceiling")
-    with Pool({i: WORKERS[i] for i in [*impls, MATMUL]}, s) as pool:
+    workers = [*impls, MATMUL] + ([JAX_REF] if s.grid_list else [])
+    log(f"starting {len(workers)} worker processes: {', '.join(impls)}, the {MATMUL} ceiling"
+        + (f" and {JAX_REF} (beside the grid rows)" if s.grid_list else ""))  # fmt: skip
+    with Pool({i: WORKERS[i] for i in workers}, s) as pool:
         _measure(pool, impls, s, log, doc)
         doc["compare_py"] = None
         if s.compare and compare_script is not None:
@@ -266,10 +290,13 @@ def _measure(pool: Pool, impls: list[str], s: Settings, log: Log, doc: dict) -> 
         for i in impls:
             memory[i][f"S={seeds}"] = mem[i]
     doc["grid_throughput"] = []
+    ref = grid_reference(pool, max(s.seeds_list), s, log) if s.grid_list else None
     for grid in s.grid_list:
         point, memory[JAX][f"S={GRID_SEEDS} x H={grid}"] = measure_grid(
-            pool, grid, s, doc["settings"]["flops_per_model_step"], log
+            pool, grid, s, doc["settings"]["flops_per_model_step"], log, ref
         )
         doc["grid_throughput"].append(point)
+    if ref is not None:
+        pool.call(JAX_REF, "teardown")
     doc["memory"] = memory
     doc["scaling"] = judge.scaling_doc(iter_points, doc["throughput"])

@@ -13,6 +13,9 @@ from jaxopt_cmp.config import ModelConfig, OptimizerConfig, StudyConfig, seed_st
 SCHEMA = "jaxopt_cmp.bench/1"
 JAX, EAGER, BATCHED, FUNC, COMPILE = "jax", "torch-eager", "torch-batched", "torch-func", "torch-compile"
 MATMUL = "matmul"  # the ceiling, measured in every repeat beside the implementations
+# A second jax worker: the largest S of the seeds table, timed in every repeat of every grid row,
+# so each grid row's ratio to it is taken repeat by repeat under the same load.
+JAX_REF = "jax-ref"
 SEED = seed_study(record_predictions=False)  # the seed study, as compare.py runs it by default
 OPTIMIZERS = SEED.optimizer_names
 # Throughput runs fit 1,000 points, not 10,000: a model-step's cost does not depend on n_data, but
