@@ -52,6 +52,16 @@ def _end(procs) -> None:
         p.wait()
 
 
+def _finish(procs, tmp_path: Path) -> list[str]:
+    """Waits for each process (``TIMEOUT_S`` each; all killed in the end); their logs ``log<i>.txt``."""
+    try:
+        for p in procs:
+            p.wait(TIMEOUT_S)
+    finally:
+        _end(procs)
+    return [(tmp_path / f"log{i}.txt").read_text() for i in range(len(procs))]
+
+
 def _start_pair(tmp_path: Path, argv: list[str], flags: list[str], env: dict) -> list[subprocess.Popen]:
     """Processes 0 and 1 of ``argv`` with the process ``flags`` (``--process-id`` added), each
     into its own ``--out`` ``o<i>`` and log ``log<i>.txt``."""
@@ -225,20 +235,16 @@ print(f"lost {lost}", flush=True)
 def test_the_watchdog_ends_cleanly_and_spares_a_finished_peer(tmp_path):
     """Two processes whose watchdog threads call into JAX's client without pause: both exit 0 (a
     thread still calling when Python finalized aborted the process with signal 6 after the results
-    were written: 1 CI run in 3, and every run here before the fix); process 1 stopped its watchdog
-    (finished) 2.5 s before process 0 ends, past the 1 s timeout, and is not named lost."""
+    were written: the CI run of stop 26, 1 run in 12 of the 2-process study here, and every run of
+    this test before the fix); process 1 stopped its watchdog (finished) 2.5 s before process 0
+    ends, past the 1 s timeout, and is not named lost."""
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])}
     procs = [
         _start([sys.executable, "-c", WATCHER, str(port), str(i), linger], tmp_path / f"log{i}.txt", env, tmp_path)
         for i, linger in enumerate(["2.5", "0"])
     ]
-    try:
-        for p in procs:
-            p.wait(TIMEOUT_S)
-    finally:
-        _end(procs)
-    logs = [(tmp_path / f"log{i}.txt").read_text() for i in range(2)]
+    logs = _finish(procs, tmp_path)
     assert [p.returncode for p in procs] == [0, 0], logs
     assert [log.strip().splitlines()[-1] for log in logs] == ["lost []", "lost []"], logs
 
@@ -253,12 +259,7 @@ def test_a_peer_that_never_arrives_or_a_port_in_use_ends_within_the_bound(tmp_pa
         port = taken.getsockname()[1]
         flags = ["--coordinator", f"localhost:{port}", "--num-processes", "2", "--peer-timeout", str(PEER_TIMEOUT_S)]
         procs = _start_pair(tmp_path, [sys.executable, STUDY, *TINY], flags, env)
-        try:
-            for p in procs:
-                p.wait(TIMEOUT_S)
-        finally:
-            _end(procs)
-    logs = [(tmp_path / f"log{i}.txt").read_text().strip() for i in range(2)]
+        logs = [log.strip() for log in _finish(procs, tmp_path)]
     assert [p.returncode for p in procs] == [1, 1], logs
     first = f"study.py: error: could not start or reach the coordinator localhost:{port}"
     assert logs[0].splitlines()[-1].startswith(first), logs[0]
