@@ -1,6 +1,6 @@
 """Benchmark jaxopt_cmp's compiled, vmapped engine beside the PyTorch ways of doing the same job.
 
-    python scripts/bench.py                  # full: seed study + S = 1, 8, 32, 128, 512 (< 10 min on 2 cores)
+    python scripts/bench.py                  # full: seed study, S = 1..512, S x H = 4 x 64..512 (~30 min, 2 cores)
     python scripts/bench.py --quick          # about a minute: shorter seed study, S = 8, 128
     python scripts/bench.py --torch-compile  # also torch.compile of the stacked step (slow to compile on CPU)
     python scripts/bench.py --checkpoint-cost --quick   # only the checkpoint row (study.py --checkpoint-every)

@@ -42,7 +42,7 @@ NOT_RUN = {
     ),
     "python scripts/compare.py --out <tmp> --cache-dir <tmp cache>": "placeholders (bench.py runs it, cold and warm)",
     "python scripts/suite.py": "the default suite: 8 problems x 72 runs x 1,500 steps, about 10 minutes",
-    "python scripts/bench.py": "the benchmark, about 5 minutes; --quick runs in tests/test_bench.py",
+    "python scripts/bench.py": "the benchmark, about 30 minutes on 2 cores; a tiny one runs in tests/test_bench.py",
     "python scripts/bench.py --seeds-list 512 --grid-list 64,128,256,512 --no-compare --iters 2000 "
     "--scaling-iters 2000": (
         "the grid rows' measurement, 28 minutes; a tiny bench with a grid row runs in tests/test_bench.py"
