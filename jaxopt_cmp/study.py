@@ -74,7 +74,7 @@ def grid_arrays(cfg: StudyConfig) -> dict[str, dict[str, np.ndarray]]:
     return {o.name: {k: np.asarray(v, dtype) for k, v in {**o.grid(), **iters(o)}.items()} for o in cfg.optimizers}
 
 
-SEEDS_PER_DEVICE_GROUP = 16
+SEEDS_PER_DEVICE_GROUP = _train.RUNS_PER_GROUP  # one working-set budget for seed and grid groups
 
 
 def seed_groups(n_seeds: int) -> int:
