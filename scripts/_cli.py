@@ -354,7 +354,9 @@ def setup_jax(args) -> None:
 
     if args.dtype == "float64":
         jax.config.update("jax_enable_x64", True)
-    if not args.no_cache:
+    if args.no_cache:  # none at all: JAX would otherwise use one JAX_COMPILATION_CACHE_DIR names
+        jax.config.update("jax_enable_compilation_cache", False)
+    else:
         from jaxopt_cmp.runtime import default_cache_dir, use_compilation_cache
 
         if args.cache_dir == "":  # Path("") is the cwd: the cache would land among the user's files

@@ -8,6 +8,10 @@ subprocess with its own ``XLA_FLAGS`` (fixture ``host_devices_env``). Set before
 
 import os
 import re
+import shutil
+import sys
+import tempfile
+import threading
 
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -22,6 +26,24 @@ def xla_env(devices: int, env: dict | None = None) -> dict:
 
 os.environ["XLA_FLAGS"] = xla_env(1)["XLA_FLAGS"]
 
+# One persistent compilation cache for the whole run: this process, the xdist workers (started
+# after this module is imported, with its environment) and every process a test starts (scripts,
+# `launch -n 2`, kernels) compile a program once and load it after. A fresh directory per run, so
+# every run starts cold; the tests about the cache itself pass --no-cache or a --cache-dir of their own.
+RUN_CACHE_ENV = "JAXOPT_CMP_TEST_RUN_CACHE"
+_OWN_CACHE = None
+if not os.environ.get(RUN_CACHE_ENV):
+    _OWN_CACHE = tempfile.mkdtemp(prefix="jaxopt_cmp-test-cache-")
+    os.environ.update(
+        {
+            RUN_CACHE_ENV: _OWN_CACHE,
+            "JAX_COMPILATION_CACHE_DIR": _OWN_CACHE,  # JAX reads it when imported (here and in subprocesses)
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+            "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+            "JAXOPT_CMP_CACHE_DIR": _OWN_CACHE,  # the scripts' default --cache-dir
+        }
+    )
+
 import pytest  # noqa: E402
 
 from torch_ref.train import single_threaded  # noqa: E402
@@ -31,6 +53,61 @@ def pytest_configure(config):
     # The one device above is deliberate; run_study's advice to use every core (OneDeviceWarning)
     # is noise here. tests/test_notebook.py checks the warning itself (pytest.warns sees it).
     config.addinivalue_line("filterwarnings", "ignore:JAX sees one CPU device:UserWarning")
+    if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
+        _bound_the_whole_run(float(os.environ.get("JAXOPT_CMP_TEST_RUN_BOUND_S", RUN_BOUND_S)))
+
+
+def pytest_unconfigure(config):
+    if _OWN_CACHE is not None and not hasattr(config, "workerinput"):
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
+
+
+# The whole run's bound: pytest-timeout bounds each test (pyproject.toml), but a run whose worker
+# died (the machine out of memory) once left the controller and a replacement worker waiting on
+# each other for 20+ minutes. Past this many seconds the run ends, failed, naming the bound.
+RUN_BOUND_S = 45 * 60
+
+
+def _bound_the_whole_run(seconds: float) -> None:
+    def end() -> None:
+        sys.stderr.write(f"\ntests/conftest.py: the run exceeded its bound of {seconds:.0f} s; ending it\n")
+        sys.stderr.flush()
+        _kill_children(os.getpid())
+        os._exit(3)
+
+    timer = threading.Timer(seconds, end)
+    timer.daemon = True
+    timer.start()
+
+
+def _kill_children(pid: int, before: set[int] = frozenset()) -> list[int]:
+    """Kills the processes below ``pid`` (all generations) not in ``before``; their pids."""
+    import psutil
+
+    try:
+        children = [c for c in psutil.Process(pid).children(recursive=True) if c.pid not in before]
+    except psutil.Error:
+        return []
+    for child in children:
+        try:
+            child.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(children, timeout=5)
+    return [c.pid for c in children]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    """A test's own processes end with it: what it started and left running (a failure between a
+    start and a wait) is killed, so nothing outlives its test or holds a core for the next."""
+    import psutil
+
+    before = {c.pid for c in psutil.Process().children(recursive=True)}
+    try:
+        return (yield)
+    finally:
+        _kill_children(os.getpid(), before)
 
 
 @pytest.fixture(autouse=True, scope="session")

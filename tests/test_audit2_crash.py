@@ -68,7 +68,7 @@ def test_a_damaged_results_npz_is_a_results_error(saved, tmp_path, kind, usage_e
         (dst / "arrays.npz").write_bytes(_damaged()[kind])
     with pytest.raises(ResultsError, match="not a readable .npz" if kind != "strings" else "not numeric"):
         load_result(dst)
-    usage_error(study, ["--from", str(dst), "--no-plots", "--no-cache"])
+    usage_error(study, ["--from", str(dst), "--no-plots"])
 
 
 def test_rerendering_in_place_keeps_the_figures(saved, tmp_path):
@@ -78,7 +78,7 @@ def test_rerendering_in_place_keeps_the_figures(saved, tmp_path):
     pngs = [n for n in OUTPUTS if n.endswith(".png")]
     for name in pngs:
         (dst / name).write_bytes(b"a figure")
-    study.main(["--from", str(dst), "--no-plots", "--no-cache"])
+    study.main(["--from", str(dst), "--no-plots"])
     assert all((dst / name).read_bytes() == b"a figure" for name in pngs)
 
 
@@ -157,7 +157,7 @@ def test_ctrl_c_in_the_first_second_exits_130_with_one_line(tmp_path, delay, par
     before = signal.signal(signal.SIGINT, signal.SIG_IGN if parent_ignores else signal.default_int_handler)
     try:
         proc = subprocess.Popen(
-            [*cmd, "--n-data", "128", "--no-plots", "--no-cache", "--out", str(tmp_path / "out")],
+            [*cmd, "--n-data", "128", "--no-plots", "--out", str(tmp_path / "out")],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

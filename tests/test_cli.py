@@ -21,7 +21,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import compare  # noqa: E402
 
 FAST = ["--iters", "40", "--eval-every", "20", "--n-data", "256", "--batch-size", "16"]
-TINY = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots --no-cache".split()
+TINY = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-plots".split()
 FLAGS = [
     "--optimizers",
     "--lr",

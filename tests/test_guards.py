@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 import compare  # noqa: E402
 import study  # noqa: E402
 
-TINY = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-cache".split()
+TINY = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8".split()
 
 
 def tiny(**kw) -> StudyConfig:
@@ -48,7 +48,7 @@ def tiny(**kw) -> StudyConfig:
     ],
 )
 def test_configs_over_the_memory_budget_are_refused_with_the_estimate(usage_error, argv, tmp_path):
-    err = usage_error(compare, [*argv, "--out", str(tmp_path / "o"), "--no-plots", "--no-cache"])
+    err = usage_error(compare, [*argv, "--out", str(tmp_path / "o"), "--no-plots"])
     assert "--max-memory=" in err and "needs about" in err and "GB" in err
 
 

@@ -26,7 +26,7 @@ import study  # noqa: E402
 
 # The shapes of tests/test_cli.py's in-process compare run: in one pytest session the study below
 # reuses its compiled program (run_study keeps it per process; lr values are arrays, not shapes).
-TINY = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8 --no-cache".split()
+TINY = "--iters 20 --eval-every 10 --n-data 128 --batch-size 16 --hidden 8".split()
 HOSTILE = '<img src=x onerror="alert(1)">&amp;'  # a file name and a value as a user may give them
 
 
@@ -160,7 +160,7 @@ def test_from_dir_regenerates_the_page_from_saved_results(study_dir, tmp_path):
 def test_compare_writes_the_page_without_plots(tmp_path):
     """compare.py (eager torch: nothing to compile) with --no-plots: the page, its final table, no images."""
     out = tmp_path / "cmp"
-    compare.main([*TINY[:-1], "--framework", "torch", "--optimizers", "sgd,adam", "--no-plots", "--out", str(out)])
+    compare.main([*TINY, "--framework", "torch", "--optimizers", "sgd,adam", "--no-plots", "--out", str(out)])
     page = Page((out / REPORT_NAME).read_text())
     assert page.images == [] and "final train MSE" in (out / "summary.txt").read_text()
     assert (out / "summary.txt").read_text() in page.pres

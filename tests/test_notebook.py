@@ -111,7 +111,6 @@ def test_results_of_an_unregistered_optimizer_rerender_in_a_fresh_process(tmp_pa
             str(tmp_path / "run"),
             "--out",
             str(tmp_path / "again"),
-            "--no-cache",
         ],
         capture_output=True,
         text=True,
@@ -185,13 +184,14 @@ def test_compare_without_figures_imports_neither_pyplot_nor_torch(compare_run):
 
 def test_scripts_fill_the_persistent_compilation_cache(tmp_path, compare_run):
     """The compiled study has no host callback, so JAX's persistent cache stores it; --no-cache
-    leaves the cache alone; the library's default follows $JAXOPT_CMP_CACHE_DIR."""
+    uses no cache (neither ours nor one JAX_COMPILATION_CACHE_DIR sets); the library's default
+    follows $JAXOPT_CMP_CACHE_DIR."""
     cache, _ = compare_run
     assert any(p.name.startswith("jit_chunk") for p in cache.iterdir())  # the training program itself
     argv = [sys.executable, "scripts/compare.py", *TINY_NO_PLOTS, "--out", str(tmp_path / "b"), "--no-cache"]
-    env = {**os.environ, "JAXOPT_CMP_CACHE_DIR": str(tmp_path / "c")}
+    env = {**os.environ, "JAXOPT_CMP_CACHE_DIR": str(tmp_path / "c"), "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "j")}
     subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True, env=env)
-    assert not (tmp_path / "c").exists()
+    assert not (tmp_path / "c").exists() and not (tmp_path / "j").exists()  # not even JAX's own setting
     code = "from jaxopt_cmp.runtime import default_cache_dir; print(default_cache_dir())"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert out.stdout.strip() == str(tmp_path / "c")

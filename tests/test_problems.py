@@ -160,4 +160,4 @@ def test_problem_flag_builds_the_problem_study_with_changed_flags_on_top():
     ],
 )
 def test_problem_flag_bad_input_is_one_line(argv, line, usage_error, tmp_path):
-    assert line in usage_error(load_script("compare"), [*argv, "--no-cache", "--out", str(tmp_path / "o")])
+    assert line in usage_error(load_script("compare"), [*argv, "--out", str(tmp_path / "o")])

@@ -160,7 +160,7 @@ def test_study_from_dir_rerenders_and_rejects_foreign(tmp_path, capsys, usage_er
     import study
 
     out = tmp_path / "s"
-    study.main([*FAST[:-1], "--seeds", "3", "--lrs", "0.001,0.01", "--no-cache", "--out", str(out)])
+    study.main([*FAST[:-1], "--seeds", "3", "--lrs", "0.001,0.01", "--out", str(out)])
     for f in ("lr_sensitivity.png", "best_curves.png", "snapshots_best.png"):
         (out / f).unlink()
     capsys.readouterr()

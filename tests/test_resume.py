@@ -100,7 +100,7 @@ def test_resume_with_lanes_sharded_seeds_and_float64_is_bit_identical(tmp_path, 
     stopped after its second checkpoint then resumed: seeds split over the devices (float32), and
     optimizers in lanes (3 seeds do not split over 2 devices; float64)."""
     small = ["--iters", "200", "--eval-every", "20", "--hidden", "8", "--n-data", "128", "--batch-size", "16"]
-    small += ["--no-plots", "--no-cache"]
+    small += ["--no-plots"]
     groups = {  # float64 last: x64 mode stays on in the process
         "seeds split over 2 devices": ["--optimizers", "adam", "--lrs", "0.01", "--seeds", "2"],
         "optimizers in 2 lanes": [

@@ -23,7 +23,7 @@ from jaxopt_cmp.shards import seed_range, shard_config  # noqa: E402
 # A search study (its trials drawn from the root seed, the same in every part; the README's shard
 # commands split an --lrs study): parts of it split the seeds, every trial in every part.
 TINY = "--optimizers adam --search random --trials 2 --seeds 4 --iters 40 --eval-every 20 --hidden 8 --n-data 128"
-TINY = [*TINY.split(), "--batch-size", "16", "--no-plots", "--no-cache"]
+TINY = [*TINY.split(), "--batch-size", "16", "--no-plots"]
 TEXTS = ("runs.csv", "history.csv", "summary.txt")
 
 

@@ -143,13 +143,13 @@ def load_script():
 )
 def test_bad_input_is_one_line_and_exit_2(args, line, usage_error, tmp_path):
     out = tmp_path / "never"
-    assert line in usage_error(load_script(), [*args, "--no-cache", "--out", str(out)])
+    assert line in usage_error(load_script(), [*args, "--out", str(out)])
     assert not out.exists()  # refused before the output directory was claimed
 
 
 def test_missing_extra_is_one_line(monkeypatch, usage_error):
     monkeypatch.setitem(sys.modules, "sklearn", None)
-    err = usage_error(load_script(), ["--problems", "sin,diabetes", "--no-cache"])
+    err = usage_error(load_script(), ["--problems", "sin,diabetes"])
     assert err == 'suite.py: error: problem diabetes needs sklearn, which is not installed: pip install -e ".[suite]"'
 
 

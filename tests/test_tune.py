@@ -24,7 +24,7 @@ import compare  # noqa: E402
 import study  # noqa: E402
 import tune as tune_script  # noqa: E402
 
-TINY = "--iters 20 --eval-every 10 --n-data 128 --n-val 64 --n-test 64 --batch-size 16 --hidden 8 --no-plots --no-cache"
+TINY = "--iters 20 --eval-every 10 --n-data 128 --n-val 64 --n-test 64 --batch-size 16 --hidden 8 --no-plots"
 
 
 def _range(kind: str, low: float, high: float) -> tuple[float, float]:
@@ -198,7 +198,6 @@ def test_tune_killed_mid_schedule_resumes_bit_identical(tmp_path, capsys, monkey
     from jaxopt_cmp.io import read_npz
 
     argv = [*TINY.split(), "--iters", "80", "--optimizers", "sgd,adam", "--trials", "2", "--seeds", "2"]
-    argv = [a for a in argv if a != "--no-cache"] + ["--cache-dir", str(tmp_path / "cache")]  # compiled once
     whole, out = tmp_path / "whole", tmp_path / "out"
     tune_script.main([*argv, "--checkpoint-every", "0", "--out", str(whole)])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
