@@ -9,6 +9,7 @@ iteration counts of the same shapes does not recompile.
 
 from __future__ import annotations
 
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -98,29 +99,15 @@ def seed_mesh(n_seeds: int, groups: int) -> Mesh | None:
     return Mesh(np.array(devices), ("seeds",))
 
 
-def layouts(mesh: Mesh | None, carry_eval):
-    """Shardings for ``(Carry, Evaluation)``: K (the seeds within a group) split over the mesh,
-    seed 0's predictions and the test set (no seed axis) replicated; None on one device."""
+def layouts(mesh: Mesh | None) -> tuple | None:
+    """Shardings of ``(Carry, Evaluation)`` as pytree prefixes: K (the seeds within a group) split
+    over the mesh, seed 0's predictions and the test set (no seed axis) replicated; None on one
+    device."""
     if mesh is None:
         return None
     split = lambda axis: NamedSharding(mesh, PartitionSpec(*([None] * axis), "seeds"))
-    every = lambda tree, sharding: jax.tree_util.tree_map(lambda _: sharding, tree)
-    carry, ev = carry_eval
-    return (
-        Carry(
-            every(carry.runs, split(2)),
-            every(carry.data, split(1)),
-            split(1),
-            every(carry.val, split(1)),
-            every(carry.test, NamedSharding(mesh, PartitionSpec())),
-        ),
-        Evaluation(
-            every(ev.mse_JHK, split(2)),
-            None if ev.pred_HN is None else every(ev.pred_HN, NamedSharding(mesh, PartitionSpec())),
-            every(ev.val_JHK, split(2)),
-            every(ev.test_JHK, split(2)),
-        ),
-    )
+    every = NamedSharding(mesh, PartitionSpec())
+    return Carry(split(2), split(1), split(1), split(1), every), Evaluation(split(2), every, split(2), split(2))
 
 
 def group_keys(keys_S: jax.Array, groups: int, mesh: Mesh | None) -> jax.Array:
@@ -216,6 +203,58 @@ def _chunk_key(key: tuple, cfg: StudyConfig) -> tuple:
 _COMPILED: dict[tuple, dict] = {}
 
 
+def _compile(cfg: StudyConfig, key: tuple, init_args: tuple, mesh: Mesh | None, plan: LanePlan | None) -> dict:
+    """``{"init", "chunk"}`` compiled for shape key ``key``: both programs traced, then compiled side
+    by side; a training loop compiled before for a study of equal shapes is shared (:func:`_chunk_key`).
+    The chunk is lowered from the shapes ``init`` returns, so it need not wait for ``init`` to run."""
+    init, chunk = make_study_fns(cfg, seed_devices=1 if mesh is None else mesh.devices.size)
+    if plan is not None:
+        init, chunk = lane_fns(plan, init, chunk)
+        out = (plan.sharding(), plan.sharding())  # every leaf split along its lane axis
+    else:
+        out = layouts(mesh)
+    traced = jax.jit(init, out_shardings=None if out is None else out[0]).trace(*init_args)
+    lowered = {"init": traced.lower()}
+    ckey = _chunk_key(key, cfg)
+    if ckey not in _COMPILED:
+        # Chunks keep the carry's layout (out = in), so one executable serves every chunk.
+        in_chunk = None if out is None else (out[0], None, None)
+        jitted = jax.jit(chunk, in_shardings=in_chunk, out_shardings=out, donate_argnums=0)
+        lowered["chunk"] = jitted.lower(traced.out_info, np.int32(0), np.int32(1))
+    compiled = compile_side_by_side(lowered)
+    if "chunk" in compiled:
+        _COMPILED[ckey] = compiled["chunk"]
+    return {"init": compiled["init"], "chunk": _COMPILED[ckey]}
+
+
+def compile_side_by_side(lowered: dict) -> dict:
+    """Each lowered program compiled on a thread of its own (XLA compiles outside the GIL: two
+    programs in about the time of the longer on two cores); the waits stay interruptible (Ctrl-C)."""
+    done: dict = {}
+
+    def work(name, program):
+        try:
+            done[name] = program.compile()
+        except BaseException as err:  # raised in the caller's thread below
+            done[name] = err
+
+    threads = [threading.Thread(target=work, args=item, daemon=True) for item in lowered.items()]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        while thread.is_alive():
+            thread.join(0.05)
+    for value in done.values():
+        if isinstance(value, BaseException):
+            raise value
+    return done
+
+
+def _first(entry: dict, keys_JK, grid, extra: tuple) -> tuple[Carry, Evaluation]:
+    """Every run set up, and the evaluation at step 0 (a chunk of no steps)."""
+    return entry["chunk"](entry["init"](keys_JK, grid, *extra), np.int32(0), np.int32(0))
+
+
 def _data_args(cfg: StudyConfig, data: Data | None) -> tuple:
     """``()`` or ``(train, val, test)`` in the run dtype, user data split by
     :func:`jaxopt_cmp.data.split_user_data` (val and test may be None): the optional last
@@ -283,35 +322,15 @@ def prepare_study(cfg: StudyConfig, data: Data | None = None, *, max_bytes: floa
     keys_JK = shard_seeds(_seed_keys(np.uint32(cfg.seed), np.int32(cfg.seed_offset), cfg.seeds, groups), mesh, axis=1)
     grid = grid_arrays(cfg)
     extra = _data_args(cfg, data)
-    compile_s = setup_s = 0.0
+    compile_s = 0.0
     if key not in _COMPILED:
         start = time.perf_counter()
-        init, chunk = make_study_fns(cfg, seed_devices=1 if mesh is None else mesh.devices.size)
-        if plan is not None:
-            init, chunk = lane_fns(plan, init, chunk)
-            out = (plan.sharding(), plan.sharding())  # every leaf split along its lane axis
-        elif mesh is not None:
-            out = layouts(mesh, jax.eval_shape(init, keys_JK, grid, *extra))
-        else:
-            out = None
-        # Chunks keep the carry's layout (out = in), so one executable serves every chunk.
-        in_chunk = None if out is None else (out[0], None, None)
-        _COMPILED[key] = {
-            "init": jax.jit(init, out_shardings=out).lower(keys_JK, grid, *extra).compile(),
-            "chunk": jax.jit(chunk, in_shardings=in_chunk, out_shardings=out, donate_argnums=0),
-        }
-        compile_s += time.perf_counter() - start
+        _COMPILED[key] = _compile(cfg, key, (keys_JK, grid, *extra), mesh, plan)
+        compile_s = time.perf_counter() - start
     entry = _COMPILED[key]
     start = time.perf_counter()
-    carry, first = jax.block_until_ready(entry["init"](keys_JK, grid, *extra))
-    setup_s += time.perf_counter() - start
-    if not hasattr(entry["chunk"], "input_shardings"):  # still a jit: compile it now, or share one
-        ckey = _chunk_key(key, cfg)
-        if ckey not in _COMPILED:
-            start = time.perf_counter()
-            _COMPILED[ckey] = entry["chunk"].lower(carry, np.int32(0), np.int32(1)).compile()
-            compile_s += time.perf_counter() - start
-        entry["chunk"] = _COMPILED[ckey]
+    carry, first = jax.block_until_ready(_first(entry, keys_JK, grid, extra))
+    setup_s = time.perf_counter() - start
     start = time.perf_counter()
     first_name = cfg.optimizer_names[0]
     initial_flat = to_host(carry.runs[first_name].params)
@@ -402,13 +421,12 @@ def compile_study(cfg: StudyConfig, progress: Callable[[int], None] | None = Non
     values and returns a :class:`StudyOutput`; it reuses the compiled program each call."""
     prepared = prepare_study(cfg, data)
     entry = _COMPILED[_shape_key(cfg, data, prepared.plan)]
-    init_exec, chunk = entry["init"], entry["chunk"]
+    chunk = entry["chunk"]
 
     def run(keys_S, grid, data=data):
         groups = seed_groups(keys_S.shape[0])
         keys_JK = group_keys(keys_S, groups, seed_mesh(keys_S.shape[0], groups))
-        extra = _data_args(cfg, data)
-        carry, first = init_exec(keys_JK, grid, *extra)
+        carry, first = _first(entry, keys_JK, grid, _data_args(cfg, data))
         carry, evals = train(chunk, carry, [first], cfg.train.eval_steps, progress)
         return collect(cfg, carry, evals, prepared.unravel, prepared.plan)[0]
 

@@ -6,11 +6,12 @@ seed)``, trained a seed group and a few grid points at a time on CPU (so a step'
 stays cache-sized); every optimizer sees the same minibatches at the same step. The study is
 two pure functions, each jitted once by the caller:
 
-- ``init(keys_JK, hparams, data) -> (Carry, Evaluation)``: data, initial weights and optimizer
-  states of every run, and the evaluation at step 0;
+- ``init(keys_JK, hparams, data) -> Carry``: data, initial weights and optimizer states of every
+  run;
 - ``chunk(carry, t0, length) -> (Carry, Evaluation)``: ``length`` steps from step ``t0``, then the
   full-data evaluation (batches drawn a bounded number of steps at a time): training MSE, and
-  MSE on the validation and test sets (:mod:`jaxopt_cmp.data`).
+  MSE on the validation and test sets (:mod:`jaxopt_cmp.data`). ``length = 0`` is the evaluation
+  at step 0: the evaluation is compiled into one program, not two.
 
 The caller loops over the evaluation interval in Python (:mod:`jaxopt_cmp.study`): progress is
 reported between chunks, so the compiled program has no host callback (JAX's persistent
@@ -271,7 +272,7 @@ def make_study_fns(cfg: StudyConfig, seed_devices: int = 1):
 
         return jax.lax.scan(body, runs_HK, (x_CKB, y_CKB, t_C))[0]
 
-    def init(keys_JK, hparams, data: Data | None = None, val=None, test=None) -> tuple[Carry, Evaluation]:
+    def init(keys_JK, hparams, data: Data | None = None, val=None, test=None) -> Carry:
         """``data``: user data's training rows, ``val``/``test`` its held-out rows (or None)."""
         seeds = jax.vmap(jax.vmap(lambda k: seed_inputs(k, cfg, data, val)))(keys_JK)
         per_group = lambda f: jax.vmap(f)  # over J
@@ -281,8 +282,7 @@ def make_study_fns(cfg: StudyConfig, seed_devices: int = 1):
             test = make_test(cfg.data, dtype)
         elif test is not None:
             test = Data(jnp.asarray(test.x, dtype), jnp.asarray(test.y, dtype))
-        carry = Carry(runs, seeds.data, seeds.batch_key, seeds.val, test)
-        return carry, evaluate(carry)
+        return Carry(runs, seeds.data, seeds.batch_key, seeds.val, test)
 
     def chunk(carry: Carry, t0, length, names=names) -> tuple[Carry, Evaluation]:
         """``length`` steps of the runs of ``names`` (default: every optimizer), then their

@@ -132,7 +132,7 @@ def test_compiled_study_has_no_host_callback():
     cfg = small_cfg(seeds=2)
     init, chunk = make_study_fns(cfg)
     keys, grid = seed_keys(0, 2).reshape(1, 2), grid_arrays(cfg)
-    carry, _ = jax.eval_shape(init, keys, grid)
+    carry = jax.eval_shape(init, keys, grid)
     for text in (jax.jit(init).lower(keys, grid).as_text(), jax.jit(chunk).lower(carry, 0, 5).as_text()):
         assert "callback" not in text
 
