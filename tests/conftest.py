@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import threading
+from pathlib import Path
 
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
 
@@ -95,6 +96,47 @@ def _kill_children(pid: int, before: set[int] = frozenset()) -> list[int]:
             pass
     psutil.wait_procs(children, timeout=5)
     return [c.pid for c in children]
+
+
+# The genuinely long system tests (whole scripts, several processes, kernels, a browser, every
+# optimizer against torch): marked ``slow`` for a fast developer loop, ``pytest -m "not slow"``. The
+# README's test command and CI run everything. Node-id prefixes; each must match a test.
+SLOW = (
+    "tests/test_bench.py::test_bench_runs_tiny",
+    "tests/test_engine.py::test_sharded_and_laned_equal_single_device",
+    "tests/test_engine_parity.py::test_engine_matches_torch_ref_for_every_optimizer",
+    "tests/test_example_notebook.py",
+    "tests/test_html_report.py",
+    "tests/test_launch.py::test_launch_two_processes",
+    "tests/test_launch.py::test_a_killed_process_stops_the_survivor",
+    "tests/test_launch.py::test_faked_slurm",
+    "tests/test_multiprocess.py::test_two_processes",
+    "tests/test_multiprocess.py::test_seeds_not_divisible",
+    "tests/test_notebook_kernel.py",
+    "tests/test_readme.py::test_readme_command_runs",
+    "tests/test_readme.py::test_readme_python_blocks_run",
+    "tests/test_reliability.py::test_same_config_bit_identical_across_processes",
+    "tests/test_resume.py::test_killed_at_every_moment",
+    "tests/test_resume.py::test_resume_with_lanes_sharded_seeds_and_float64",
+    "tests/test_resume_processes.py",
+    "tests/test_schedules.py::test_engine_matches_torch_ref_under_schedules",
+    "tests/test_suite.py::test_suite_script_end_to_end",
+    "tests/test_tune.py::test_tune_killed_mid_schedule",
+    "tests/test_validate.py::test_quick_run",
+)
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(config, items):
+    unmatched = set(SLOW)
+    for item in items:
+        hits = [p for p in SLOW if item.nodeid.startswith(p)]
+        if hits:
+            item.add_marker(pytest.mark.slow)
+            unmatched.difference_update(hits)
+    every_file = {p.name for p in Path(__file__).parent.glob("test_*.py")} <= {item.path.name for item in items}
+    if unmatched and every_file:  # a whole run: an entry that names no test is stale
+        raise pytest.UsageError(f"tests/conftest.py SLOW names no test: {sorted(unmatched)}")
 
 
 @pytest.hookimpl(wrapper=True)

@@ -1,4 +1,4 @@
-"""Issue 20 (silent wrong answers): the compile cache's key, results independent of
+"""Silent wrong answers: the compile cache's key, results independent of
 ``jax_enable_x64``, and the tests the suite lacked (memory estimate in seeds, power iteration's sign)."""
 
 from __future__ import annotations

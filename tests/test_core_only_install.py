@@ -1,4 +1,4 @@
-"""A core-only install (issue 18): torch and pandas hidden from import, what needs them says in
+"""A core-only install: torch and pandas hidden from import, what needs them says in
 one line which extra installs them; scripts exit 2 without a traceback, before any work. (That
 compare.py's JAX path imports no torch: tests/test_notebook.py.)"""
 

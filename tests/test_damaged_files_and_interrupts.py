@@ -1,4 +1,4 @@
-"""Issue 20, crashes and data loss: corrupt files are one line, re-rendering loses nothing,
+"""Crashes and data loss: corrupt files are one line, re-rendering loses nothing,
 --overwrite leaves no other script's stale files."""
 
 from __future__ import annotations
