@@ -81,12 +81,23 @@ def _bound_the_whole_run(seconds: float) -> None:
     timer.start()
 
 
+# multiprocessing's own helpers live as long as the process that started them (a killed resource
+# tracker warns and is started again): never a test's leftover.
+_KEPT = ("multiprocessing.resource_tracker", "multiprocessing.forkserver")
+
+
 def _kill_children(pid: int, before: set[int] = frozenset()) -> list[int]:
     """Kills the processes below ``pid`` (all generations) not in ``before``; their pids."""
     import psutil
 
+    def leftover(child) -> bool:
+        try:
+            return child.pid not in before and not any(k in " ".join(child.cmdline()) for k in _KEPT)
+        except psutil.Error:
+            return False
+
     try:
-        children = [c for c in psutil.Process(pid).children(recursive=True) if c.pid not in before]
+        children = [c for c in psutil.Process(pid).children(recursive=True) if leftover(c)]
     except psutil.Error:
         return []
     for child in children:

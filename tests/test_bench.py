@@ -221,7 +221,7 @@ def test_bench_runs_tiny_and_writes_json_markdown_and_plot(tmp_path):
     assert set(doc["throughput"][0]["ratio_jax_over"]) == impls - {"jax"}
     assert doc["settings"]["flops_per_model_step"] == 6 * 64 * (1 * 64 + 64 * 64 + 64 * 1)
     assert [p["iters"] for p in doc["scaling"]["iters"]] == [100]
-    assert doc["compare_py"] is None and doc["ceiling"]["gflops"]["median"] > 0
+    assert doc["compare_py"] is None and doc["compare_small"] is None and doc["ceiling"]["gflops"]["median"] > 0
     assert set(doc["memory"]) == impls
     md = (out / "bench.md").read_text()
     for text in ("model-steps/s", "Targets", "torch-batched", doc["machine"]["cpu_model"]):

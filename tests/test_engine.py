@@ -20,7 +20,9 @@ from jaxopt_cmp.train import make_study_fns, seed_inputs
 
 # Structure, not the seed model: one hidden layer compiles in a fraction of the seed MLP's time.
 SMALL = dict(
-    data=DataConfig(n_data=512), model=ModelConfig(hidden=(16,)), train=TrainConfig(iters=60, batch_size=16, eval_every=20)
+    data=DataConfig(n_data=512),
+    model=ModelConfig(hidden=(16,)),
+    train=TrainConfig(iters=60, batch_size=16, eval_every=20),
 )
 
 

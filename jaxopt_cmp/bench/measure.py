@@ -252,11 +252,13 @@ def run_bench(s: Settings, log: Log, compare_script: Path | None = None) -> dict
         + (f" and {JAX_REF} (beside the grid rows)" if s.grid_list else ""))  # fmt: skip
     with Pool({i: WORKERS[i] for i in workers}, s) as pool:
         _measure(pool, impls, s, log, doc)
-        doc["compare_py"] = None
+        doc["compare_py"] = doc["compare_small"] = None
         if s.compare and compare_script is not None:
             runs = 1 if s.mode == "quick" else min(s.repeats, 3)
             eager_s = doc["seed_study"]["torch_eager_train_s_10k"]["value"]
             doc["compare_py"] = process.measure_compare(compare_script, runs, eager_s, log)
+            log("compare.py on a tiny study (its compile is the whole cost)")
+            doc["compare_small"] = process.measure_compare(compare_script, runs, None, log, args=process.SMALL_ARGS)
         log(f"torch's {s.ceiling_size}^3 matmul, for reference")
         torch_ceiling = pool.call(BATCHED, "ceiling", size=s.ceiling_size, repeats=max(3, s.repeats))
     every = [g for w in [doc["seed_study"], *doc["throughput"]] for g in w["ceiling_gflops"]["values"]]

@@ -21,6 +21,8 @@ from jaxopt_cmp.bench.timing import summary
 CACHE_FLAG = "--cache-dir"
 TIMING_KEYS = ("setup_s", "compile_s", "train_s", "figures_s")
 KINDS = ("cold", "warm")
+# A study whose compile is the whole cost (40 steps of a 1-8-1 MLP): how long a small idea waits.
+SMALL_ARGS = ("--hidden", "8", "--iters", "40", "--n-data", "128", "--no-plots")
 DEFAULT = "default"  # the kind of a run when the script has no cache flag
 
 
@@ -41,9 +43,9 @@ def read_timing(path: Path) -> dict[str, float | None]:
     return {k: number(timing.get(k)) for k in TIMING_KEYS}
 
 
-def run_once(script: Path, out: Path, cache: Path | None, run: Callable = subprocess.run) -> dict:
-    """One whole ``script --out out [--cache-dir cache]``: wall seconds and its own timing."""
-    cmd = [sys.executable, str(script), "--out", str(out), *([CACHE_FLAG, str(cache)] if cache else [])]
+def run_once(script: Path, out: Path, cache: Path | None, run: Callable = subprocess.run, args=()) -> dict:
+    """One whole ``script [args] --out out [--cache-dir cache]``: wall seconds and its own timing."""
+    cmd = [sys.executable, str(script), *args, "--out", str(out), *([CACHE_FLAG, str(cache)] if cache else [])]
     start = time.perf_counter()
     proc = run(cmd, capture_output=True, text=True)
     wall = time.perf_counter() - start
@@ -53,9 +55,12 @@ def run_once(script: Path, out: Path, cache: Path | None, run: Callable = subpro
     return {"wall_s": wall, **read_timing(out / "results.json")}
 
 
-def measure_compare(script: Path, pairs: int, eager_train_s: float | None, log, run: Callable = subprocess.run) -> dict:
-    """``pairs`` cold + warm runs of ``script`` (10,000 iterations, figures on), each beside the
-    eager torch loop's training time ``eager_train_s`` measured in the same benchmark."""
+def measure_compare(
+    script: Path, pairs: int, eager_train_s: float | None, log, run: Callable = subprocess.run, args=()
+) -> dict:
+    """``pairs`` cold + warm runs of ``script`` with ``args`` (none: the seed study, 10,000 iterations,
+    figures on), each beside the eager torch loop's training time ``eager_train_s`` measured in the
+    same benchmark."""
     cached = has_flag(script, CACHE_FLAG, run)
     kinds = KINDS if cached else (DEFAULT,)
     runs = []
@@ -64,11 +69,12 @@ def measure_compare(script: Path, pairs: int, eager_train_s: float | None, log, 
             cache = Path(tmp) / f"cache{i}"
             cache.mkdir()
             for kind in kinds:
-                record = run_once(script, Path(tmp) / f"run{i}-{kind}", cache if cached else None, run)
+                record = run_once(script, Path(tmp) / f"run{i}-{kind}", cache if cached else None, run, args)
                 runs.append({"kind": kind, **record})
                 wall = "failed" if record["wall_s"] is None else f"{record['wall_s']:.1f} s"
                 log(f"  compare.py run {i + 1} ({kind}): {wall}")
-    command = f"python scripts/{script.name} --out <tmp>" + (f" {CACHE_FLAG} <tmp cache>" if cached else "")
+    command = " ".join(["python", f"scripts/{script.name}", *args, "--out <tmp>"])
+    command += f" {CACHE_FLAG} <tmp cache>" if cached else ""
     return summarize(runs, eager_train_s, command)
 
 

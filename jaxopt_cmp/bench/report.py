@@ -67,8 +67,12 @@ def _seed_study(doc: dict) -> list[str]:
 
 
 def _compare_py(doc: dict) -> list[str]:
-    """compare.py as whole processes, cold and warm cache, with its own timing breakdown."""
-    c = doc.get("compare_py")
+    """compare.py as whole processes, cold and warm cache, with its own timing breakdown: the seed
+    study, then the tiny one."""
+    return [line for study in ("compare_py", "compare_small") for line in _compare_runs(doc.get(study))]
+
+
+def _compare_runs(c: dict | None) -> list[str]:
     if not c:
         return []
     pairs = sum(r["kind"] == next(iter(c["kinds"])) for r in c["runs"])
