@@ -26,18 +26,32 @@ MAX_SEED = 2**32 - 1
 
 def check_representable(opt: OptimizerConfig, dtype: str) -> None:
     """Every grid value keeps its meaning in the run dtype: no overflow to inf, no underflow to 0
-    (``lr=1e-320`` is 0 in float32 and would train nothing); so does every registered default the
-    grid does not sweep (a default ``eps=1e-320`` would run as 0 in float32)."""
+    (``lr=1e-320`` is 0 in float32 and would train nothing), and the value *as it runs* stays
+    inside the hyperparameter's bounds (``momentum=0.999999999`` is 1.0 in float32); so does
+    every registered default the grid does not sweep (a default ``eps=1e-320`` would run as 0)."""
     info = np.finfo(dtype)
     tiny, top = float(info.tiny), float(info.max)
     swept = dict(opt.hparams)
-    defaults = OPTIMIZERS[opt.name].defaults if opt.name in OPTIMIZERS else {}
-    named = [(key, values) for key, values in opt.hparams]
-    named += [(f"{opt.name} default {key}", (v,)) for key, v in defaults.items() if key not in swept]
-    for key, values in named:
+    row = OPTIMIZERS.get(opt.name)
+    defaults, bounds = (row.defaults, row.bounds) if row is not None else ({}, {})
+    named = [(key, key, values) for key, values in opt.hparams]
+    named += [(f"{opt.name} default {key}", key, (v,)) for key, v in defaults.items() if key not in swept]
+    for label, key, values in named:
         for v in values:
             if v != 0 and not (tiny <= abs(v) <= top):
-                raise ConfigError(key, v, f"expected 0 or a magnitude in [{tiny:.3g}, {top:.3g}] ({dtype})")
+                raise ConfigError(label, v, f"expected 0 or a magnitude in [{tiny:.3g}, {top:.3g}] ({dtype})")
+            if key in bounds:
+                _check_as_run(label, v, dtype, bounds[key])
+
+
+def _check_as_run(label: str, v: float, dtype: str, interval) -> None:
+    """``v`` rounded to ``dtype`` (the value the run uses) is inside ``interval``."""
+    ran = float(np.asarray(v, dtype))
+    low, high, low_open, high_open = interval
+    try:
+        check_real(label, ran, low, high, low_open=low_open, high_open=high_open)
+    except ConfigError as err:
+        raise ConfigError(label, v, f"it runs as {ran!r} in {dtype}; {err.allowed}") from None
 
 
 @dataclass(frozen=True)
