@@ -186,12 +186,21 @@ class OptimizerConfig:
         return len(self.hparams[0][1]) if self.hparams else 1
 
     @classmethod
-    def saved(cls, name: str, grid: Mapping[str, Sequence[float]], schedule: str = "constant") -> OptimizerConfig:
-        """A config read back from saved results: every hyperparameter given, checked only for
-        being finite numbers of one grid length, so results of an optimizer that is not (or no
-        longer) registered still load and re-render. It cannot be trained unless registered."""
+    def saved(
+        cls, name: str, grid: Mapping[str, Sequence[float]], schedule: str = "constant", given: Mapping | None = None
+    ) -> OptimizerConfig:
+        """A config read back from saved results, whose ``grid`` holds every hyperparameter's values
+        as they ran. Where today's registry takes exactly these hyperparameters, it is a checked
+        config: ``given`` (the saved config's own pairs; default: all of ``grid``) plus every value
+        that today's defaults would change, so it trains what was saved in any process. Otherwise
+        (not, or no longer so, registered) it is checked only for being finite numbers of one grid
+        length, so the results still load and re-render; it cannot be trained."""
+        grid = {k: tuple(v) for k, v in grid.items()}
         if name in OPTIMIZERS:
-            return cls(name, tuple((k, tuple(v)) for k, v in sorted(grid.items())), schedule)
+            try:
+                return cls._pinned(name, grid, schedule, grid if given is None else given)
+            except ConfigError:
+                pass
         pairs = tuple((k, tuple(check_real(k, x, -math.inf, math.inf) for x in v)) for k, v in sorted(grid.items()))
         if len({len(v) for _, v in pairs}) > 1:
             raise ConfigError(f"{name} grid", dict(grid), "expected every swept value list of one length")
@@ -200,6 +209,15 @@ class OptimizerConfig:
         object.__setattr__(opt, "hparams", pairs)
         object.__setattr__(opt, "schedule", str(schedule))
         return opt
+
+    @classmethod
+    def _pinned(cls, name: str, grid: Mapping, schedule: str, given: Mapping) -> OptimizerConfig:
+        now = cls(name, tuple((k, tuple(v)) for k, v in sorted(given.items())), schedule).grid()
+        if set(now) != set(grid):
+            raise ConfigError(f"{name} grid", sorted(grid), f"today's {name} takes {', '.join(sorted(now))}")
+        ran = {k: tuple(float(x) for x in v) for k, v in grid.items()}
+        pinned = {**dict(given), **{k: v for k, v in ran.items() if now[k] != v}}
+        return cls(name, tuple((k, tuple(v)) for k, v in sorted(pinned.items())), schedule)
 
     def grid(self) -> dict[str, tuple[float, ...]]:
         """Every hyperparameter (defaults included) as a length-H tuple of the user's values."""
@@ -326,9 +344,10 @@ def study_from_dict(d: Mapping, grids: Mapping[str, Mapping] | None = None) -> S
 
     def optimizer(o):
         schedule = o.get("schedule", "constant")  # results saved before schedules: constant
-        if o["name"] not in OPTIMIZERS and grids is not None and o["name"] in grids:
-            return OptimizerConfig.saved(o["name"], grids[o["name"]], schedule)
-        return OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"]), schedule)
+        given = tuple((k, tuple(v)) for k, v in o["hparams"])
+        if grids is not None and o["name"] in grids:  # the values that ran, not today's defaults
+            return OptimizerConfig.saved(o["name"], grids[o["name"]], schedule, dict(given))
+        return OptimizerConfig(o["name"], given, schedule)
 
     return StudyConfig(
         optimizers=tuple(optimizer(o) for o in d["optimizers"]),
