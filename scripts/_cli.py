@@ -227,7 +227,25 @@ def parse_list(setting: str, text: str, kind=str) -> tuple:
 
 def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_predictions: bool):
     """``(config, data)`` from parsed flags, both validated; ``data`` is None unless ``--data``
-    (or a tabular ``--problem``)."""
+    (or a tabular ``--problem``). A value of a ``--grid``/``--space`` axis that the config refuses
+    is named by that flag, not by the flag of the same name the user did not type."""
+    from jaxopt_cmp.schedules import DEFAULTS
+
+    for k in DEFAULTS:  # a schedule flag and a grid/search axis would set one value twice
+        if getattr(args, k, None) is not None and any(k in hp for hp in optimizer_hparams.values()):
+            allowed = "expected either the flag or a --grid/--space axis of that name, not both"
+            raise ConfigError(k, getattr(args, k), allowed)
+    try:
+        return _build_config(args, optimizer_hparams, seeds, record_predictions)
+    except ConfigError as err:
+        swept = {k for hp in optimizer_hparams.values() for k in hp}
+        if err.setting not in swept or not (getattr(args, "grid", None) or getattr(args, "search", None)):
+            raise
+        flag, text = ("grid", " ".join(args.grid)) if args.grid else ("space", " ".join(args.space) or "default space")
+        raise ConfigError(flag, text, f"{err.setting}={err.value}: {err.allowed}") from None
+
+
+def _build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_predictions: bool):
     if getattr(args, "problem", None):
         return problem_config(args, optimizer_hparams, seeds, record_predictions)
     from jaxopt_cmp.config import seed_study

@@ -1,0 +1,44 @@
+"""Flags that conflict, or name a setting the user did not type (issue 30, items 6, 9, 10, 15):
+each is one line naming the flag that was used, exit 2, before anything compiles."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "scripts"))
+import compare  # noqa: E402
+import study  # noqa: E402
+import tune as tune_script  # noqa: E402
+
+TINY = ["--iters", "50", "--eval-every", "25", "--n-data", "64", "--batch-size", "8", "--hidden", "4", "--no-plots"]
+
+
+@pytest.mark.parametrize(
+    ("script", "axis"),
+    [
+        (study, ["--grid", "warmup=0,1"]),
+        (compare, ["--grid", "warmup=0,1"]),
+        (tune_script, ["--space", "warmup=choice(0,1)", "--trials", "2"]),
+    ],
+)
+def test_a_schedule_flag_and_an_axis_of_the_same_name_are_refused(script, axis, usage_error, tmp_path):
+    argv = ["--optimizers", "sgd", "--schedule", "cosine", "--warmup", "2", *axis, *TINY, "--out", str(tmp_path / "o")]
+    err = usage_error(script, argv)
+    assert "--warmup=2 is not allowed: expected either the flag or a --grid/--space axis" in err
+
+
+@pytest.mark.parametrize(
+    ("axis", "named"),
+    [
+        (["--grid", "warmup=0,60"], "--grid=warmup=0,60 is not allowed: warmup=60: expected less than iters=50"),
+        (["--search", "random", "--trials", "2", "--space", "warmup=choice(60)"],
+         "--space=warmup=choice(60) is not allowed: warmup=60"),
+    ],
+)  # fmt: skip
+def test_a_refused_axis_value_is_named_by_the_axis_flag(axis, named, usage_error, tmp_path):
+    argv = ["--optimizers", "sgd", "--schedule", "cosine", *axis, *TINY, "--out", str(tmp_path / "o")]
+    assert named in usage_error(study, argv)
