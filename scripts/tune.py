@@ -70,6 +70,7 @@ def plan(args) -> list:
         hparams = tune.trial_hparams(names, schedule, args.trials, args.search, args.seed, args.space)
         one = argparse.Namespace(**{**vars(args), "schedule": schedule})
         cfg, data = _cli.build_config(one, hparams, args.seeds, record_predictions=False)
+        tune.check_heldout(cfg)
         _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))  # over budget: named --trials
         check_runnable(cfg, data, _cli.max_bytes(args))
         out.append((schedule, cfg, data))
