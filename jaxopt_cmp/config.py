@@ -191,14 +191,14 @@ class OptimizerConfig:
     ) -> OptimizerConfig:
         """A config read back from saved results, whose ``grid`` holds every hyperparameter's values
         as they ran. Where today's registry takes exactly these hyperparameters, it is a checked
-        config: ``given`` (the saved config's own pairs; default: all of ``grid``) plus every value
+        config: ``given`` (the saved config's own pairs; default none) plus every value
         that today's defaults would change, so it trains what was saved in any process. Otherwise
         (not, or no longer so, registered) it is checked only for being finite numbers of one grid
         length, so the results still load and re-render; it cannot be trained."""
         grid = {k: tuple(v) for k, v in grid.items()}
         if name in OPTIMIZERS:
             try:
-                return cls._pinned(name, grid, schedule, grid if given is None else given)
+                return cls._pinned(name, grid, schedule, given or {})
             except ConfigError:
                 pass
         pairs = tuple((k, tuple(check_real(k, x, -math.inf, math.inf) for x in v)) for k, v in sorted(grid.items()))

@@ -28,6 +28,13 @@ from jaxopt_cmp.checks import ConfigError, check_choice, check_int, check_real, 
 SCHEDULES = ("constant", "cosine", "linear", "step")
 # The schedule parameters and their defaults (hyperparameters like lr: grid axes).
 DEFAULTS = {"warmup": 0.0, "final_lr_fraction": 0.0, "step_size": 1000.0, "gamma": 0.1}
+# The parameters each kind uses: another kind's parameter is refused, never silently ignored.
+PARAMS = {
+    "constant": (),
+    "cosine": ("warmup", "final_lr_fraction"),
+    "linear": ("warmup", "final_lr_fraction"),
+    "step": ("warmup", "step_size", "gamma"),
+}
 
 
 def check_schedule(kind: str, params) -> dict[str, float]:
@@ -38,8 +45,9 @@ def check_schedule(kind: str, params) -> dict[str, float]:
     for key, value in params.items():
         if key not in DEFAULTS:
             raise ConfigError("schedule parameter", key, f"expected one of {', '.join(DEFAULTS)}")
-        if kind == "constant":
-            raise ConfigError(key, value, "only with a schedule other than constant (--schedule)")
+        if key not in PARAMS[kind]:
+            takes = f"takes {', '.join(PARAMS[kind])}" if PARAMS[kind] else "takes no parameters"
+            raise ConfigError(key, value, f"does not apply to schedule {kind}, which {takes} (--schedule)")
         if key == "warmup":
             out[key] = float(check_int("warmup", _integral(value), low=0))
         elif key == "step_size":

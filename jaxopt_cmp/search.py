@@ -182,9 +182,9 @@ def default_space(name: str) -> dict[str, Dist]:
 
 def _tunable(name: str, schedule: str) -> list[str]:
     from jaxopt_cmp.optimizers import OPTIMIZERS
-    from jaxopt_cmp.schedules import DEFAULTS
+    from jaxopt_cmp.schedules import PARAMS
 
-    return [*OPTIMIZERS[name].defaults, *(DEFAULTS if schedule != "constant" else ())]
+    return [*OPTIMIZERS[name].defaults, *PARAMS[schedule]]
 
 
 def _named(flag: str, texts: Sequence[str], parse) -> dict:

@@ -42,3 +42,29 @@ def test_a_schedule_flag_and_an_axis_of_the_same_name_are_refused(script, axis, 
 def test_a_refused_axis_value_is_named_by_the_axis_flag(axis, named, usage_error, tmp_path):
     argv = ["--optimizers", "sgd", "--schedule", "cosine", *axis, *TINY, "--out", str(tmp_path / "o")]
     assert named in usage_error(study, argv)
+
+
+@pytest.mark.parametrize(
+    ("schedule", "flag", "value"),
+    [("step", "--final-lr-fraction", "0.5"), ("cosine", "--step-size", "5"), ("linear", "--gamma", "0.5"),
+     ("constant", "--warmup", "2")],
+)  # fmt: skip
+def test_a_schedule_parameter_of_another_kind_is_refused(schedule, flag, value, usage_error, tmp_path):
+    argv = ["--optimizers", "sgd", "--schedule", schedule, flag, value, *TINY, "--out", str(tmp_path / "o")]
+    err = usage_error(study, argv)
+    assert f"{flag}={value} is not allowed: does not apply to schedule {schedule}" in err
+    assert not (tmp_path / "o").exists()
+
+
+def test_the_library_and_the_axes_refuse_it_too():
+    from jaxopt_cmp.checks import ConfigError
+    from jaxopt_cmp.config import OptimizerConfig
+    from jaxopt_cmp.search import swept
+
+    with pytest.raises(
+        ConfigError, match=r"^step_size=5 is not allowed: does not apply to schedule cosine, which takes"
+    ):
+        OptimizerConfig.make("adam", schedule="cosine", step_size=5)
+    with pytest.raises(ConfigError, match="sgd has no hyperparameter gamma"):
+        swept(["sgd"], "cosine", grid=["gamma=0.1,0.5"])
+    assert swept(["sgd"], "step", grid=["gamma=0.1,0.5"])["sgd"] == {"gamma": (0.1, 0.5)}
