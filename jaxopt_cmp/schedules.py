@@ -10,7 +10,9 @@ Conventions (where JAX/torch ports usually break):
   (torch ``LinearLR(start_factor=1 / (warmup + 1), total_iters=warmup)``). ``warmup=0``: no warmup.
 - Decay over ``s = t - warmup`` in ``[0, D]``, ``D = max(iters - 1 - warmup, 1)``, ``f`` =
   ``final_lr_fraction``: ``cosine`` ``lr * (f + (1 - f) * (1 + cos(pi s / D)) / 2)``; ``linear``
-  ``lr * (1 - (1 - f) * s / D)``; both reach ``f * lr`` at the last step ``t = iters - 1``.
+  ``lr * (1 - (1 - f) * s / D)``; both reach ``f * lr`` at the last step ``t = iters - 1`` when
+  ``warmup <= iters - 2``; with ``warmup = iters - 1`` (``iters = 1`` included) the last step is
+  ``t = warmup``, at the full ``lr``: nothing decays.
   ``step``: ``lr * gamma ** floor(s / step_size)``.
 
 Every parameter may be an array (the engine passes per-run arrays under ``vmap``); the result is
