@@ -142,6 +142,13 @@ class TrainConfig:
         return tuple(steps)
 
 
+def _axis(value) -> tuple | None:
+    """A grid axis (list, tuple, or array of one or more dimensions) as a tuple; None for one value."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return tuple(np.asarray(value).tolist()) if getattr(value, "ndim", 0) >= 1 else None
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
     """One optimizer and its hyperparameters.
@@ -159,8 +166,9 @@ class OptimizerConfig:
     def make(cls, name: str, schedule: str = "constant", **hparams: float | Sequence[float]) -> OptimizerConfig:
         """``make("momentum", lr=[1e-2, 3e-2], momentum=0.9)``: lists are the grid (all of one
         length H); a single value is used at every grid point. ``schedule="cosine", warmup=[0, 500]``:
-        the schedule's parameters are grid axes like lr (:mod:`jaxopt_cmp.schedules`)."""
-        lists = {k: tuple(float(x) for x in v) for k, v in hparams.items() if isinstance(v, (list, tuple))}
+        the schedule's parameters are grid axes like lr (:mod:`jaxopt_cmp.schedules`). A 1-d array
+        (numpy, jax) is a list."""
+        lists = {k: axis for k, v in hparams.items() if (axis := _axis(v)) is not None}
         h = max((len(v) for v in lists.values()), default=1) or 1  # unequal lengths: refused below
         pairs = tuple((k, lists[k] if k in lists else (v,) * h) for k, v in sorted(hparams.items()))
         return cls(name, pairs, schedule)
@@ -312,6 +320,7 @@ def seed_study(**settings) -> StudyConfig:
 
     lr = settings.pop("lr", None)
     names = settings.pop("optimizers", None)
+    names = (names,) if isinstance(names, (str, OptimizerConfig)) else names  # one optimizer, not its letters
     if names is not None or lr is not None:
         names = names if names is not None else StudyConfig().optimizer_names
         hp = {} if lr is None else {"lr": lr}
