@@ -49,37 +49,34 @@ from jaxopt_cmp.progress import ProgressBar as Progress  # noqa: E402, F401  (th
 from jaxopt_cmp.runtime import use_all_cores  # noqa: E402
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
-# Flags that change what is trained (refused with --from, which only re-renders).
-TRAINING_FLAGS = (
-    "optimizers",
-    "iters",
-    "batch_size",
-    "hidden",
-    "activation",
-    "problem",
-    "n_data",
-    "target",
-    "data",
-    "n_val",
-    "n_test",
-    "val_fraction",
-    "test_fraction",
-    "seed",
-    "seeds",
-    "eval_every",
-    "dtype",
-    "lr",
-    "lrs",
-    "grid",
-    "search",
-    "trials",
-    "space",
-    "framework",
-    "max_memory",
-    "shard",
-    "checkpoint_every",
-    "resume",
+# The flags that do not change what is trained: where it goes, whether figures are drawn, the
+# compilation cache, how processes meet, what a re-render reads. Every other flag is a training flag
+# (refused with --from and --merge, which train nothing): a new flag counts as one unless listed here.
+NOT_TRAINING = (
+    "help",
+    "out",
+    "overwrite",
+    "no_plots",
+    "cache_dir",
+    "no_cache",
+    "target_mse",
+    "from_dir",
+    "merge",
+    "distributed",
+    "coordinator",
+    "num_processes",
+    "process_id",
+    "peer_timeout",
 )
+
+
+def training_flags_given(p: argparse.ArgumentParser, args) -> list[str]:
+    """The training flags (every flag not in :data:`NOT_TRAINING`) given other than at their default."""
+    return [
+        a.option_strings[-1]
+        for a in p._actions
+        if a.option_strings and a.dest not in NOT_TRAINING and getattr(args, a.dest, None) != p.get_default(a.dest)
+    ]
 
 
 def setup_process() -> None:

@@ -59,7 +59,7 @@ def parse_args(argv=None):
     for flag, value in (("from", args.from_dir), ("merge", args.merge and " ".join(args.merge))):
         if not value:
             continue
-        given = [p.flag_of(d) for d in _cli.TRAINING_FLAGS if hasattr(args, d) and getattr(args, d) != p.get_default(d)]
+        given = _cli.training_flags_given(p, args)
         if given:
             what = "re-renders a saved run" if flag == "from" else "joins saved shards"
             raise _cli.ConfigError(flag, value, f"{what}; training flags ({', '.join(given)}) do not apply")

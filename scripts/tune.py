@@ -170,7 +170,7 @@ def reanalyse(args) -> None:
     from jaxopt_cmp.results import OUTPUTS, load_result
 
     p = _cli.Parser.last
-    given = [p.flag_of(k) for k in _cli.TRAINING_FLAGS if hasattr(args, k) and getattr(args, k) != p.get_default(k)]
+    given = _cli.training_flags_given(p, args)
     if given:
         raise _cli.ConfigError("from", args.from_dir, f"re-analyses a saved run; {', '.join(given)} do not apply")
     src = Path(args.from_dir)

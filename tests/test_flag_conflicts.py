@@ -68,3 +68,23 @@ def test_the_library_and_the_axes_refuse_it_too():
     with pytest.raises(ConfigError, match="sgd has no hyperparameter gamma"):
         swept(["sgd"], "cosine", grid=["gamma=0.1,0.5"])
     assert swept(["sgd"], "step", grid=["gamma=0.1,0.5"])["sgd"] == {"gamma": (0.1, 0.5)}
+
+
+@pytest.mark.parametrize("script", [study, tune_script])
+@pytest.mark.parametrize(
+    "flags",
+    [["--schedule", "cosine"], ["--warmup", "5"], ["--gamma", "0.5"], ["--final-lr-fraction", "0.1"],
+     ["--step-size", "3"], ["--iters", "7"]],
+)  # fmt: skip
+def test_from_refuses_every_training_flag(script, flags, usage_error, tmp_path):
+    err = usage_error(script, ["--from", str(tmp_path), *flags])
+    assert f"{flags[0]}" in err and "do not apply" in err, err
+
+
+def test_the_training_flags_are_every_flag_but_the_few_that_do_not_train():
+    import _cli
+
+    study.parse_args(["--out", "x"])
+    parser = _cli.Parser.last
+    args = parser.parse_args(["--no-plots", "--overwrite", "--target-mse", "0.1", "--no-cache", "--warmup", "3"])
+    assert _cli.training_flags_given(parser, args) == ["--warmup"]
