@@ -4,8 +4,8 @@ that refuses a config over the budget with the estimate in the message."""
 from __future__ import annotations
 
 import math
-import os
 
+from jaxopt_cmp import runtime
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import ModelConfig, StudyConfig
 
@@ -61,14 +61,7 @@ def available_bytes() -> float:
     stats = jax.devices()[0].memory_stats() if jax.default_backend() != "cpu" else None
     if stats and "bytes_limit" in stats:
         return float(stats["bytes_limit"])
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return float(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return float(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
+    return runtime.host_available_bytes()
 
 
 def _gb(b: float) -> str:
