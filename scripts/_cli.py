@@ -353,6 +353,15 @@ def max_bytes(args) -> float | None:
     return check_real("max_memory", args.max_memory, 0.0, float("inf"), low_open=True) * 1e9
 
 
+def check_memory(args, cfg) -> None:
+    """The study with the fit figures this script draws (unless ``--no-plots``) within
+    ``--max-memory``, before the output directory is claimed; ``prepare_study`` checks the study
+    again, counting its lanes."""
+    from jaxopt_cmp.budget import check_budget
+
+    check_budget(cfg, max_bytes(args), figures=not args.no_plots)
+
+
 def default_out(script: str) -> Path:
     from jaxopt_cmp.io import unique_run_dir
 

@@ -113,6 +113,7 @@ def main(argv=None) -> None:
     cfg, data = _cli.build_config(args, hparams or {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
     _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))
     cfg, shard = _processes.study_shard(args, cfg)
+    _cli.check_memory(args, cfg)
     target = default_target(cfg) if args.target_mse is None else args.target_mse
     check_real("target_mse", target, 0.0, float("inf"), low_open=True)
     from jaxopt_cmp.study import prepare_study

@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxopt_cmp.budget import check_budget, estimate_bytes
+from jaxopt_cmp.budget import ONCE, check_budget, estimate_bytes
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig, seed_study
 from jaxopt_cmp.data import Data, load_data_file
@@ -63,15 +63,18 @@ def test_max_memory_flag_refuses_a_small_study():
     check_budget(cfg, need * 1.01)
     with pytest.raises(ConfigError, match="needs about"):
         check_budget(cfg, need * 0.99)
+    state = need - sum(estimate_bytes(cfg)[k] for k in ONCE)  # what every lane holds a copy of
     with pytest.raises(ConfigError, match="2 copies, one per lane"):  # a study in lanes: one copy per lane
-        check_budget(cfg, need * 1.99, copies=2)
+        check_budget(cfg, need + 0.99 * state, copies=2)
 
 
-def test_memory_estimate_does_not_grow_with_the_evaluation_interval():
-    """Batches are drawn inside each step, so only the history depends on the evaluations."""
+def test_memory_estimate_grows_with_the_evaluations_only_in_history_and_outputs():
+    """Batches are drawn inside each step, so only the history and the arrays each evaluation
+    returns (issue 30) depend on the evaluations."""
     few, many = (estimate_bytes(seed_study(iters=200_000, eval_every=e, seeds=16)) for e in (200_000, 1000))
-    assert {k: v for k, v in few.items() if k != "history"} == {k: v for k, v in many.items() if k != "history"}
-    assert few["history"] < many["history"]
+    grow = ("history", "evaluations")
+    assert {k: v for k, v in few.items() if k not in grow} == {k: v for k, v in many.items() if k not in grow}
+    assert all(few[k] < many[k] for k in grow)
 
 
 # --- one writer per output directory ---------------------------------------------------------
