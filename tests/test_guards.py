@@ -52,6 +52,14 @@ def test_configs_over_the_memory_budget_are_refused_with_the_estimate(usage_erro
     assert "--max-memory=" in err and "needs about" in err and "GB" in err
 
 
+def test_the_library_refuses_a_config_over_the_memory_budget():
+    """The scripts check first (with their figures); the library refuses on its own too, before
+    compiling: 8,001 evaluations of 3 optimizers need 1.5 GB (issue 30)."""
+    cfg = seed_study(iters=8000, eval_every=1, n_data=100, hidden=(8,))
+    with pytest.raises(ConfigError, match=r"needs about .* \(evaluations 1\.54 GB"):
+        prepare_study(cfg, max_bytes=0.3e9)
+
+
 def test_iteration_count_is_bounded_by_the_int32_step_counter(usage_error, tmp_path):
     err = usage_error(compare, ["--iters", str(10**12), "--out", str(tmp_path / "o")])
     assert err.startswith("compare.py: error: --iters=1000000000000 is not allowed")
