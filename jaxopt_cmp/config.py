@@ -26,18 +26,32 @@ MAX_SEED = 2**32 - 1
 
 def check_representable(opt: OptimizerConfig, dtype: str) -> None:
     """Every grid value keeps its meaning in the run dtype: no overflow to inf, no underflow to 0
-    (``lr=1e-320`` is 0 in float32 and would train nothing); so does every registered default the
-    grid does not sweep (a default ``eps=1e-320`` would run as 0 in float32)."""
+    (``lr=1e-320`` is 0 in float32 and would train nothing), and the value *as it runs* stays
+    inside the hyperparameter's bounds (``momentum=0.999999999`` is 1.0 in float32); so does
+    every registered default the grid does not sweep (a default ``eps=1e-320`` would run as 0)."""
     info = np.finfo(dtype)
     tiny, top = float(info.tiny), float(info.max)
     swept = dict(opt.hparams)
-    defaults = OPTIMIZERS[opt.name].defaults if opt.name in OPTIMIZERS else {}
-    named = [(key, values) for key, values in opt.hparams]
-    named += [(f"{opt.name} default {key}", (v,)) for key, v in defaults.items() if key not in swept]
-    for key, values in named:
+    row = OPTIMIZERS.get(opt.name)
+    defaults, bounds = (row.defaults, row.bounds) if row is not None else ({}, {})
+    named = [(key, key, values) for key, values in opt.hparams]
+    named += [(f"{opt.name} default {key}", key, (v,)) for key, v in defaults.items() if key not in swept]
+    for label, key, values in named:
         for v in values:
             if v != 0 and not (tiny <= abs(v) <= top):
-                raise ConfigError(key, v, f"expected 0 or a magnitude in [{tiny:.3g}, {top:.3g}] ({dtype})")
+                raise ConfigError(label, v, f"expected 0 or a magnitude in [{tiny:.3g}, {top:.3g}] ({dtype})")
+            if key in bounds:
+                _check_as_run(label, v, dtype, bounds[key])
+
+
+def _check_as_run(label: str, v: float, dtype: str, interval) -> None:
+    """``v`` rounded to ``dtype`` (the value the run uses) is inside ``interval``."""
+    ran = float(np.asarray(v, dtype))
+    low, high, low_open, high_open = interval
+    try:
+        check_real(label, ran, low, high, low_open=low_open, high_open=high_open)
+    except ConfigError as err:
+        raise ConfigError(label, v, f"it runs as {ran!r} in {dtype}; {err.allowed}") from None
 
 
 @dataclass(frozen=True)
@@ -128,6 +142,13 @@ class TrainConfig:
         return tuple(steps)
 
 
+def _axis(value) -> tuple | None:
+    """A grid axis (list, tuple, or array of one or more dimensions) as a tuple; None for one value."""
+    if isinstance(value, (list, tuple)):
+        return tuple(value)
+    return tuple(np.asarray(value).tolist()) if getattr(value, "ndim", 0) >= 1 else None
+
+
 @dataclass(frozen=True)
 class OptimizerConfig:
     """One optimizer and its hyperparameters.
@@ -145,8 +166,9 @@ class OptimizerConfig:
     def make(cls, name: str, schedule: str = "constant", **hparams: float | Sequence[float]) -> OptimizerConfig:
         """``make("momentum", lr=[1e-2, 3e-2], momentum=0.9)``: lists are the grid (all of one
         length H); a single value is used at every grid point. ``schedule="cosine", warmup=[0, 500]``:
-        the schedule's parameters are grid axes like lr (:mod:`jaxopt_cmp.schedules`)."""
-        lists = {k: tuple(float(x) for x in v) for k, v in hparams.items() if isinstance(v, (list, tuple))}
+        the schedule's parameters are grid axes like lr (:mod:`jaxopt_cmp.schedules`). A 1-d array
+        (numpy, jax) is a list."""
+        lists = {k: axis for k, v in hparams.items() if (axis := _axis(v)) is not None}
         h = max((len(v) for v in lists.values()), default=1) or 1  # unequal lengths: refused below
         pairs = tuple((k, lists[k] if k in lists else (v,) * h) for k, v in sorted(hparams.items()))
         return cls(name, pairs, schedule)
@@ -172,12 +194,21 @@ class OptimizerConfig:
         return len(self.hparams[0][1]) if self.hparams else 1
 
     @classmethod
-    def saved(cls, name: str, grid: Mapping[str, Sequence[float]], schedule: str = "constant") -> OptimizerConfig:
-        """A config read back from saved results: every hyperparameter given, checked only for
-        being finite numbers of one grid length, so results of an optimizer that is not (or no
-        longer) registered still load and re-render. It cannot be trained unless registered."""
+    def saved(
+        cls, name: str, grid: Mapping[str, Sequence[float]], schedule: str = "constant", given: Mapping | None = None
+    ) -> OptimizerConfig:
+        """A config read back from saved results, whose ``grid`` holds every hyperparameter's values
+        as they ran. Where today's registry takes exactly these hyperparameters, it is a checked
+        config: ``given`` (the saved config's own pairs; default none) plus every value
+        that today's defaults would change, so it trains what was saved in any process. Otherwise
+        (not, or no longer so, registered) it is checked only for being finite numbers of one grid
+        length, so the results still load and re-render; it cannot be trained."""
+        grid = {k: tuple(v) for k, v in grid.items()}
         if name in OPTIMIZERS:
-            return cls(name, tuple((k, tuple(v)) for k, v in sorted(grid.items())), schedule)
+            try:
+                return cls._pinned(name, grid, schedule, given or {})
+            except ConfigError:
+                pass
         pairs = tuple((k, tuple(check_real(k, x, -math.inf, math.inf) for x in v)) for k, v in sorted(grid.items()))
         if len({len(v) for _, v in pairs}) > 1:
             raise ConfigError(f"{name} grid", dict(grid), "expected every swept value list of one length")
@@ -186,6 +217,15 @@ class OptimizerConfig:
         object.__setattr__(opt, "hparams", pairs)
         object.__setattr__(opt, "schedule", str(schedule))
         return opt
+
+    @classmethod
+    def _pinned(cls, name: str, grid: Mapping, schedule: str, given: Mapping) -> OptimizerConfig:
+        now = cls(name, tuple((k, tuple(v)) for k, v in sorted(given.items())), schedule).grid()
+        if set(now) != set(grid):
+            raise ConfigError(f"{name} grid", sorted(grid), f"today's {name} takes {', '.join(sorted(now))}")
+        ran = {k: tuple(float(x) for x in v) for k, v in grid.items()}
+        pinned = {**dict(given), **{k: v for k, v in ran.items() if now[k] != v}}
+        return cls(name, tuple((k, tuple(v)) for k, v in sorted(pinned.items())), schedule)
 
     def grid(self) -> dict[str, tuple[float, ...]]:
         """Every hyperparameter (defaults included) as a length-H tuple of the user's values."""
@@ -280,6 +320,7 @@ def seed_study(**settings) -> StudyConfig:
 
     lr = settings.pop("lr", None)
     names = settings.pop("optimizers", None)
+    names = (names,) if isinstance(names, (str, OptimizerConfig)) else names  # one optimizer, not its letters
     if names is not None or lr is not None:
         names = names if names is not None else StudyConfig().optimizer_names
         hp = {} if lr is None else {"lr": lr}
@@ -312,9 +353,10 @@ def study_from_dict(d: Mapping, grids: Mapping[str, Mapping] | None = None) -> S
 
     def optimizer(o):
         schedule = o.get("schedule", "constant")  # results saved before schedules: constant
-        if o["name"] not in OPTIMIZERS and grids is not None and o["name"] in grids:
-            return OptimizerConfig.saved(o["name"], grids[o["name"]], schedule)
-        return OptimizerConfig(o["name"], tuple((k, tuple(v)) for k, v in o["hparams"]), schedule)
+        given = tuple((k, tuple(v)) for k, v in o["hparams"])
+        if grids is not None and o["name"] in grids:  # the values that ran, not today's defaults
+            return OptimizerConfig.saved(o["name"], grids[o["name"]], schedule, dict(given))
+        return OptimizerConfig(o["name"], given, schedule)
 
     return StudyConfig(
         optimizers=tuple(optimizer(o) for o in d["optimizers"]),

@@ -19,6 +19,14 @@ from jaxopt_cmp.io import json_safe
 from jaxopt_cmp.render import Figure
 
 
+def _nonfinite_ok() -> np.errstate:
+    """Diverged runs are summarised, not hidden: their inf/NaN histories give NaN (null) statistics
+    and drops, and numpy's floating-point warnings about them would only reach the user's stderr
+    (one instance per use: numpy < 2 cannot nest one)."""
+    return np.errstate(invalid="ignore", divide="ignore", over="ignore")
+
+
+@_nonfinite_ok()
 def _grid_point(diag: Diagnostics, name: str, h: int) -> dict:
     r, cfg = diag.runs[name], diag.config
     hp = {k: float(v[h]) for k, v in diag.grid[name].items()}
@@ -223,6 +231,7 @@ def steps_figure(diag: Diagnostics, h: int = 0) -> Figure:
     return fig
 
 
+@_nonfinite_ok()
 def diagnostics_figures(diag: Diagnostics, h: int = 0) -> dict[str, Figure]:
     """``{file name: Figure}`` for grid point ``h`` (medians over seeds; spectra of seed 0)."""
     figures = {"diag_sharpness.png": sharpness_figure(diag, h), "diag_steps.png": steps_figure(diag, h)}

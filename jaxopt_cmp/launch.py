@@ -8,6 +8,8 @@ split evenly, at least one each), unless ``XLA_FLAGS`` already names a device co
 ending in ``.py`` runs with this Python. Ctrl-C (or SIGTERM) is passed on to every process; when
 one process fails the others are stopped and the launcher exits with its status and one line.
 No process outlives the launcher: the ones still running after ``--grace`` seconds are killed.
+More processes than the machine holds (:func:`max_processes`: two per core, 0.5 GB each) are
+refused in one line before any starts.
 
 A launcher, not library code: it spawns processes and handles signals, which is its job.
 """
@@ -23,6 +25,12 @@ import sys
 import time
 
 DEVICE_FLAG = "--xla_force_host_platform_device_count"
+# What one machine holds. Each process is a whole JAX runtime: 0.4 GB peak RSS measured for a tiny
+# study.py process (launch -n 2, 2-core machine), so 0.5 GB is budgeted; and each starts by
+# importing and compiling for seconds of CPU, so more than two per core only queue up behind each
+# other (100 on 2 cores drove the load to ~500 and ended in JAX's C++ heartbeat aborts).
+PROCESS_BYTES = 0.5e9
+PROCESSES_PER_CORE = 2
 
 
 def free_port() -> int:
@@ -41,6 +49,17 @@ def process_env(n: int, env: dict | None = None) -> dict:
     if DEVICE_FLAG not in env.get("XLA_FLAGS", ""):
         env["XLA_FLAGS"] = f"{env.get('XLA_FLAGS', '')} {DEVICE_FLAG}={max(1, cpu_count() // n)}".strip()
     return env
+
+
+def max_processes() -> tuple[int, str]:
+    """How many processes this machine holds, and why: :data:`PROCESSES_PER_CORE` per core and
+    :data:`PROCESS_BYTES` each within 80% of the available memory."""
+    from jaxopt_cmp.runtime import cpu_count, host_available_bytes
+
+    cores, memory = cpu_count(), 0.8 * host_available_bytes()
+    by_cores, by_memory = PROCESSES_PER_CORE * cores, int(memory // PROCESS_BYTES)
+    why = f"{cores} cores x {PROCESSES_PER_CORE}; {memory / 1e9:.3g} GB for {PROCESS_BYTES / 1e9:g} GB each"
+    return max(1, min(by_cores, by_memory)), why
 
 
 def commands(n: int, command: list[str], port: int) -> list[list[str]]:
@@ -109,8 +128,13 @@ def launch(n: int, command: list[str], grace: float = 10.0) -> int:
             signal.signal(s, h)
 
 
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (no usage dump), as every script's bad input
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m jaxopt_cmp.launch", description=__doc__.splitlines()[0])
+    p = _Parser(prog="python -m jaxopt_cmp.launch", description=__doc__.splitlines()[0])
     p.add_argument("-n", "--num-processes", type=int, required=True, help="how many local processes")
     p.add_argument(
         "--grace", type=float, default=10.0, help="seconds a stopped process gets before SIGKILL (default: %(default)s)"
@@ -124,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("expected a command after --, e.g. -- scripts/study.py --seeds 8")
     if args.grace < 0:
         p.error(f"--grace={args.grace} is not allowed: expected seconds >= 0")
+    most, why = max_processes()
+    if args.num_processes > most:
+        p.error(f"-n={args.num_processes} is not allowed: expected at most {most} processes on this machine ({why})")
     return launch(args.num_processes, command, args.grace)
 
 

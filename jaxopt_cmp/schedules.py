@@ -10,7 +10,9 @@ Conventions (where JAX/torch ports usually break):
   (torch ``LinearLR(start_factor=1 / (warmup + 1), total_iters=warmup)``). ``warmup=0``: no warmup.
 - Decay over ``s = t - warmup`` in ``[0, D]``, ``D = max(iters - 1 - warmup, 1)``, ``f`` =
   ``final_lr_fraction``: ``cosine`` ``lr * (f + (1 - f) * (1 + cos(pi s / D)) / 2)``; ``linear``
-  ``lr * (1 - (1 - f) * s / D)``; both reach ``f * lr`` at the last step ``t = iters - 1``.
+  ``lr * (1 - (1 - f) * s / D)``; both reach ``f * lr`` at the last step ``t = iters - 1`` when
+  ``warmup <= iters - 2``; with ``warmup = iters - 1`` (``iters = 1`` included) the last step is
+  ``t = warmup``, at the full ``lr``: nothing decays.
   ``step``: ``lr * gamma ** floor(s / step_size)``.
 
 Every parameter may be an array (the engine passes per-run arrays under ``vmap``); the result is
@@ -28,6 +30,13 @@ from jaxopt_cmp.checks import ConfigError, check_choice, check_int, check_real, 
 SCHEDULES = ("constant", "cosine", "linear", "step")
 # The schedule parameters and their defaults (hyperparameters like lr: grid axes).
 DEFAULTS = {"warmup": 0.0, "final_lr_fraction": 0.0, "step_size": 1000.0, "gamma": 0.1}
+# The parameters each kind uses: another kind's parameter is refused, never silently ignored.
+PARAMS = {
+    "constant": (),
+    "cosine": ("warmup", "final_lr_fraction"),
+    "linear": ("warmup", "final_lr_fraction"),
+    "step": ("warmup", "step_size", "gamma"),
+}
 
 
 def check_schedule(kind: str, params) -> dict[str, float]:
@@ -38,8 +47,9 @@ def check_schedule(kind: str, params) -> dict[str, float]:
     for key, value in params.items():
         if key not in DEFAULTS:
             raise ConfigError("schedule parameter", key, f"expected one of {', '.join(DEFAULTS)}")
-        if kind == "constant":
-            raise ConfigError(key, value, "only with a schedule other than constant (--schedule)")
+        if key not in PARAMS[kind]:
+            takes = f"takes {', '.join(PARAMS[kind])}" if PARAMS[kind] else "takes no parameters"
+            raise ConfigError(key, value, f"does not apply to schedule {kind}, which {takes} (--schedule)")
         if key == "warmup":
             out[key] = float(check_int("warmup", _integral(value), low=0))
         elif key == "step_size":

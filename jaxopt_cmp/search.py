@@ -71,6 +71,8 @@ def parse_axis(text: str, flag: str = "--grid") -> tuple[str, tuple[float, ...]]
         n = int(m["n"])
         if n < 2:
             raise ConfigError(flag, text, "expected a:b:n with n >= 2 points (one value: NAME=VALUE)")
+        if n > MAX_TRIALS:  # refused before the points are made (1e10 of them would not fit)
+            raise ConfigError(flag, text, f"expected a:b:n with n <= {MAX_TRIALS:,} (the largest product grid)")
         if m["log"]:
             if a <= 0 or b <= 0:
                 raise ConfigError(flag, text, "expected a:b:nlog with a > 0 and b > 0")
@@ -180,9 +182,9 @@ def default_space(name: str) -> dict[str, Dist]:
 
 def _tunable(name: str, schedule: str) -> list[str]:
     from jaxopt_cmp.optimizers import OPTIMIZERS
-    from jaxopt_cmp.schedules import DEFAULTS
+    from jaxopt_cmp.schedules import PARAMS
 
-    return [*OPTIMIZERS[name].defaults, *(DEFAULTS if schedule != "constant" else ())]
+    return [*OPTIMIZERS[name].defaults, *PARAMS[schedule]]
 
 
 def _named(flag: str, texts: Sequence[str], parse) -> dict:

@@ -5,7 +5,9 @@ Per problem, each optimizer is taken at its best learning rate (lowest median fi
 *validation* MSE over seeds, :func:`jaxopt_cmp.stats.best_index`) and scored on the test set:
 
 - **target** (:func:`problem_target`): the median over optimizers of their median final test MSE
-  -- about half the optimizers reach it, whatever the problem's scale;
+  -- about half the optimizers reach it, whatever the problem's scale; none (inf) where at least
+  half of them diverged at every lr: such a problem is named in the summary, nobody reaches its
+  target and it is left out of the performance profile;
 - **steps to target** (:func:`steps_to_reach`): the first evaluated step at which the median
   test MSE over seeds is at or below the target (inf: never);
 - **performance profile** (:func:`performance_profile`): ratio ``r[p, o] = steps[p, o] /
@@ -103,8 +105,9 @@ def problem_target(final_OS: np.ndarray) -> float:
 
 
 def steps_to_reach(curve_OE: np.ndarray, eval_steps: np.ndarray, target: float) -> np.ndarray:
-    """Per optimizer the first evaluated step whose (median) test MSE is <= ``target``; inf if none."""
-    hit_OE = np.asarray(curve_OE) <= target
+    """Per optimizer the first evaluated step whose (median) test MSE is <= ``target``; inf if none,
+    and for every optimizer when there is no target (not finite: a diverged run never reaches it)."""
+    hit_OE = np.isfinite(target) & (np.asarray(curve_OE) <= target)
     first = np.asarray(eval_steps, np.float64)[np.argmax(hit_OE, axis=1)]
     return np.where(hit_OE.any(axis=1), first, np.inf)
 
@@ -188,7 +191,8 @@ class Profiles(NamedTuple):
 
 
 def profiles(outcomes: list[Outcome], taus=TAUS, n_boot: int = N_BOOT) -> Profiles:
-    """Performance profiles and ranking of ``outcomes`` (the same optimizers and seed count each)."""
+    """Performance profiles and ranking of ``outcomes`` (the same optimizers and seed count each).
+    The profile is over the problems with a target (rho NaN if none has one)."""
     names = outcomes[0].names
     if any(o.names != names or o.final_OS.shape != outcomes[0].final_OS.shape for o in outcomes):
         raise ValueError("profiles: every problem needs the same optimizers and seeds")
@@ -197,7 +201,9 @@ def profiles(outcomes: list[Outcome], taus=TAUS, n_boot: int = N_BOOT) -> Profil
     final_POS = np.stack([o.final_OS for o in outcomes])
     rank = ranking(final_POS, n_boot)
     problems = tuple(o.problem for o in outcomes)
-    return Profiles(problems, names, target_P, steps_PO, np.asarray(taus), performance_profile(steps_PO, taus), rank)
+    scored = np.isfinite(target_P)
+    rho_OT = performance_profile(steps_PO[scored], taus) if scored.any() else np.full((len(names), len(taus)), np.nan)
+    return Profiles(problems, names, target_P, steps_PO, np.asarray(taus), rho_OT, rank)
 
 
 def profile_rows(p: Profiles) -> list[dict]:
@@ -242,6 +248,18 @@ def problem_text(out: Outcome) -> str:
     return "\n".join(lines)
 
 
+def _no_target_lines(p: Profiles) -> list[str]:
+    missing = [name for name, t in zip(p.problems, p.target_P) if not math.isfinite(t)]
+    if not missing:
+        return []
+    left = (
+        "the performance profile is undefined"
+        if len(missing) == len(p.problems)
+        else "left out of the performance profile"
+    )
+    return [f"no target on {', '.join(missing)}: at least half of the optimizers diverged at every lr ({left})"]
+
+
 def summary_text(p: Profiles, outcomes: list[Outcome]) -> str:
     """The suite's tables: steps to target per problem, the ranking, and the seed's ordering."""
     from jaxopt_cmp.io import format_table
@@ -253,10 +271,11 @@ def summary_text(p: Profiles, outcomes: list[Outcome]) -> str:
         format_table(
             ["problem", "target", *p.names],
             [
-                [name, fmt(t), *(fmt(s) for s in p.steps_PO[i])]
+                [name, fmt(t) if math.isfinite(t) else "none", *(fmt(s) for s in p.steps_PO[i])]
                 for i, (name, t) in enumerate(zip(p.problems, p.target_P))
             ],
         ),
+        *_no_target_lines(p),
         "test error / best optimizer's, geometric mean over problems (95% bootstrap over seeds):",
         format_table(
             ["optimizer", "ratio", "interval"],

@@ -33,7 +33,7 @@ def plot_performance_profile(p: Profiles) -> Figure:
     ax.set_xlim(p.taus[0], p.taus[-1])
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("tau (steps to target / fastest optimizer's)")
-    ax.set_ylabel(f"rho: fraction of the {len(p.problems)} problems")
+    ax.set_ylabel(f"rho: fraction of the {int(np.isfinite(p.target_P).sum())} problems with a target")
     ax.set_title("Performance profiles (Dolan and More 2002)")
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()

@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import StudyConfig
 from jaxopt_cmp.data import Data
 from jaxopt_cmp.io import format_table
@@ -52,6 +53,15 @@ def trial_hparams(
         defaults = {**SCHEDULE_DEFAULTS, **OPTIMIZERS[name].defaults}  # a searched warmup too
         out[name] = {k: (*v, float(defaults[k])) for k, v in drawn[name].items()}
     return out
+
+
+def check_heldout(cfg: StudyConfig) -> None:
+    """Tuning keeps trials by validation MSE and answers in test MSE: user data (``--data``) must
+    hold out both, or every trial would be trained for budgets that all read inf."""
+    for key in ("val_fraction", "test_fraction"):
+        if cfg.data.source and getattr(cfg.data, key) == 0:
+            why = "expected > 0 with --data: tuning selects trials by validation MSE and reports test MSE"
+            raise ConfigError(key, getattr(cfg.data, key), why)
 
 
 def mean_predictor_mse(cfg: StudyConfig, data: Data | None = None) -> float:
@@ -113,18 +123,30 @@ def defaults_vs_tuned(results: Mapping[str, StudyResult], trials: int, fail_mse:
 
 def leaders(curve: Curves) -> list[dict]:
     """The (optimizer, schedule) with the lowest mean expected test MSE, as runs of budgets:
-    ``[{"from_k", "to_k", "optimizer", "schedule"}, ...]``; more than one run: the ranking flips."""
+    ``[{"from_k", "to_k", "optimizer", "schedule", "tied"}, ...]``; more than one run: the ranking
+    flips. Where several pairs share the lowest mean there is no leader: ``optimizer`` and
+    ``schedule`` are None and ``tied`` lists the pairs (``[]`` when one pair leads)."""
     keys = list(curve)
     n = next(iter(curve.values())).shape[0]
     means = np.array([[np.mean(curve[key][j]) for key in keys] for j in range(n)])  # K x pairs
-    best = [keys[int(i)] for i in np.argmin(means, axis=1)]
     runs = []
-    for k, key in enumerate(best, start=1):
-        if runs and (runs[-1]["optimizer"], runs[-1]["schedule"]) == key:
+    for k, row in enumerate(means, start=1):
+        tied = [keys[i] for i in np.flatnonzero(row == np.min(row))]
+        lead = tied[0] if len(tied) == 1 else (None, None)
+        entry = dict(optimizer=lead[0], schedule=lead[1], tied=[] if len(tied) == 1 else [list(t) for t in tied])
+        if runs and {q: runs[-1][q] for q in entry} == entry:
             runs[-1]["to_k"] = k
         else:
-            runs.append(dict(from_k=k, to_k=k, optimizer=key[0], schedule=key[1]))
+            runs.append(dict(from_k=k, to_k=k, **entry))
     return runs
+
+
+def _lead_text(run: dict, pairs: int) -> str:
+    if not run["tied"]:
+        return f"{run['optimizer']} ({run['schedule']})"
+    if len(run["tied"]) == pairs:
+        return "no leader, every pair ties"
+    return "no leader, a tie of " + ", ".join(f"{o} ({s})" for o, s in run["tied"])
 
 
 def rankings(curve: Curves) -> dict[int, list[dict]]:
@@ -177,9 +199,15 @@ def summary_text(ans: Mapping) -> str:
         ]
         header = ["rank", f"k = {k}", "expected test MSE", "vs next", "seeds lower", "sign-test p"]
         lines += ["", format_table(header, table)]
-    runs = ans["leaders"]
-    lead = "; ".join(f"k = {r['from_k']}..{r['to_k']}: {r['optimizer']} ({r['schedule']})" for r in runs)
-    verdict = "the leader changes (the ranking flips)" if len(runs) > 1 else "the same leader at every budget"
+    runs, pairs = ans["leaders"], len(ans["defaults_vs_tuned"])
+    lead = "; ".join(f"k = {r['from_k']}..{r['to_k']}: {_lead_text(r, pairs)}" for r in runs)
+    verdict = (
+        "no single leader at any budget"
+        if all(r["tied"] for r in runs)
+        else "the leader changes (the ranking flips)"
+        if len(runs) > 1
+        else "the same leader at every budget"
+    )
     lines += ["", f"Lowest mean by budget: {lead} -- {verdict}."]
     table = [
         [f"{r['optimizer']} ({r['schedule']})", _g(r["defaults"]), f"{_g(r['tuned'])} [{_g(r['tuned_lo'])}, "

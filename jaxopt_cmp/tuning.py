@@ -23,6 +23,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from jaxopt_cmp.checks import check_int
 from jaxopt_cmp.stats import bootstrap_mean_ci, sign_test
 
 REPORT_KS = (1, 4, 16)  # plus N: the budgets the summary ranks at
@@ -30,6 +31,7 @@ REPORT_KS = (1, 4, 16)  # plus N: the budgets the summary ranks at
 
 def selection_probs(n: int, k: int) -> np.ndarray:
     """P(the trial of rank i = 1..n by validation is kept among k draws with replacement)."""
+    n, k = check_int("n", n), check_int("k", k)
     i = np.arange(1, n + 1, dtype=np.float64)
     return ((n - i + 1) / n) ** k - ((n - i) / n) ** k
 
@@ -37,7 +39,8 @@ def selection_probs(n: int, k: int) -> np.ndarray:
 def expected_best(val_N, test_N, ks: Sequence[int], fail_mse: float = math.inf) -> np.ndarray:
     """Expected test MSE of the trial kept by validation among k random draws, for each k in ``ks``
     (one seed; ``val_N``, ``test_N``: the N trials' validation and test MSE). Ties and diverged
-    trials as in the module's docstring."""
+    trials as in the module's docstring. A budget ``k`` is a whole number of draws, >= 1."""
+    ks = [check_int("k", k) for k in ks]
     val = np.asarray(val_N, np.float64).ravel()
     test = np.asarray(test_N, np.float64).ravel()
     if val.shape != test.shape or val.size == 0:

@@ -49,37 +49,34 @@ from jaxopt_cmp.progress import ProgressBar as Progress  # noqa: E402, F401  (th
 from jaxopt_cmp.runtime import use_all_cores  # noqa: E402
 
 EXIT_USAGE, EXIT_FAILED, EXIT_INTERRUPTED = 2, 1, 130
-# Flags that change what is trained (refused with --from, which only re-renders).
-TRAINING_FLAGS = (
-    "optimizers",
-    "iters",
-    "batch_size",
-    "hidden",
-    "activation",
-    "problem",
-    "n_data",
-    "target",
-    "data",
-    "n_val",
-    "n_test",
-    "val_fraction",
-    "test_fraction",
-    "seed",
-    "seeds",
-    "eval_every",
-    "dtype",
-    "lr",
-    "lrs",
-    "grid",
-    "search",
-    "trials",
-    "space",
-    "framework",
-    "max_memory",
-    "shard",
-    "checkpoint_every",
-    "resume",
+# The flags that do not change what is trained: where it goes, whether figures are drawn, the
+# compilation cache, how processes meet, what a re-render reads. Every other flag is a training flag
+# (refused with --from and --merge, which train nothing): a new flag counts as one unless listed here.
+NOT_TRAINING = (
+    "help",
+    "out",
+    "overwrite",
+    "no_plots",
+    "cache_dir",
+    "no_cache",
+    "target_mse",
+    "from_dir",
+    "merge",
+    "distributed",
+    "coordinator",
+    "num_processes",
+    "process_id",
+    "peer_timeout",
 )
+
+
+def training_flags_given(p: argparse.ArgumentParser, args) -> list[str]:
+    """The training flags (every flag not in :data:`NOT_TRAINING`) given other than at their default."""
+    return [
+        a.option_strings[-1]
+        for a in p._actions
+        if a.option_strings and a.dest not in NOT_TRAINING and getattr(args, a.dest, None) != p.get_default(a.dest)
+    ]
 
 
 def setup_process() -> None:
@@ -227,7 +224,25 @@ def parse_list(setting: str, text: str, kind=str) -> tuple:
 
 def build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_predictions: bool):
     """``(config, data)`` from parsed flags, both validated; ``data`` is None unless ``--data``
-    (or a tabular ``--problem``)."""
+    (or a tabular ``--problem``). A value of a ``--grid``/``--space`` axis that the config refuses
+    is named by that flag, not by the flag of the same name the user did not type."""
+    from jaxopt_cmp.schedules import DEFAULTS
+
+    for k in DEFAULTS:  # a schedule flag and a grid/search axis would set one value twice
+        if getattr(args, k, None) is not None and any(k in hp for hp in optimizer_hparams.values()):
+            allowed = "expected either the flag or a --grid/--space axis of that name, not both"
+            raise ConfigError(k, getattr(args, k), allowed)
+    try:
+        return _build_config(args, optimizer_hparams, seeds, record_predictions)
+    except ConfigError as err:
+        swept = {k for hp in optimizer_hparams.values() for k in hp}
+        if err.setting not in swept or not (getattr(args, "grid", None) or getattr(args, "search", None)):
+            raise
+        flag, text = ("grid", " ".join(args.grid)) if args.grid else ("space", " ".join(args.space) or "default space")
+        raise ConfigError(flag, text, f"{err.setting}={err.value}: {err.allowed}") from None
+
+
+def _build_config(args, optimizer_hparams: dict[str, dict], seeds: int, record_predictions: bool):
     if getattr(args, "problem", None):
         return problem_config(args, optimizer_hparams, seeds, record_predictions)
     from jaxopt_cmp.config import seed_study
@@ -336,6 +351,15 @@ def max_bytes(args) -> float | None:
     from jaxopt_cmp.checks import check_real
 
     return check_real("max_memory", args.max_memory, 0.0, float("inf"), low_open=True) * 1e9
+
+
+def check_memory(args, cfg) -> None:
+    """The study with the fit figures this script draws (unless ``--no-plots``) within
+    ``--max-memory``, before the output directory is claimed; ``prepare_study`` checks the study
+    again, counting its lanes."""
+    from jaxopt_cmp.budget import check_budget
+
+    check_budget(cfg, max_bytes(args), figures=not args.no_plots)
 
 
 def default_out(script: str) -> Path:

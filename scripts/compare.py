@@ -47,6 +47,7 @@ def main(argv=None) -> None:
     hparams = _search_flags.searched(args, names, args.schedule, "lr", lr_given) or {n: {"lr": args.lr} for n in names}
     cfg, data = _cli.build_config(args, hparams, args.seeds, record_predictions=True)
     _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))
+    _cli.check_memory(args, cfg)
     if data is not None and args.framework == "torch":
         raise _cli.ConfigError("data", args.data, "user data runs with --framework jax only")
     if args.framework == "torch":

@@ -59,7 +59,7 @@ def parse_args(argv=None):
     for flag, value in (("from", args.from_dir), ("merge", args.merge and " ".join(args.merge))):
         if not value:
             continue
-        given = [p.flag_of(d) for d in _cli.TRAINING_FLAGS if hasattr(args, d) and getattr(args, d) != p.get_default(d)]
+        given = _cli.training_flags_given(p, args)
         if given:
             what = "re-renders a saved run" if flag == "from" else "joins saved shards"
             raise _cli.ConfigError(flag, value, f"{what}; training flags ({', '.join(given)}) do not apply")
@@ -113,6 +113,7 @@ def main(argv=None) -> None:
     cfg, data = _cli.build_config(args, hparams or {n: {"lr": lrs} for n in names}, args.seeds, record_predictions=True)
     _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))
     cfg, shard = _processes.study_shard(args, cfg)
+    _cli.check_memory(args, cfg)
     target = default_target(cfg) if args.target_mse is None else args.target_mse
     check_real("target_mse", target, 0.0, float("inf"), low_open=True)
     from jaxopt_cmp.study import prepare_study

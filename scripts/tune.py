@@ -70,6 +70,7 @@ def plan(args) -> list:
         hparams = tune.trial_hparams(names, schedule, args.trials, args.search, args.seed, args.space)
         one = argparse.Namespace(**{**vars(args), "schedule": schedule})
         cfg, data = _cli.build_config(one, hparams, args.seeds, record_predictions=False)
+        tune.check_heldout(cfg)
         _search_flags.check_grid_memory(args, cfg, _cli.max_bytes(args))  # over budget: named --trials
         check_runnable(cfg, data, _cli.max_bytes(args))
         out.append((schedule, cfg, data))
@@ -169,7 +170,7 @@ def reanalyse(args) -> None:
     from jaxopt_cmp.results import OUTPUTS, load_result
 
     p = _cli.Parser.last
-    given = [p.flag_of(k) for k in _cli.TRAINING_FLAGS if hasattr(args, k) and getattr(args, k) != p.get_default(k)]
+    given = _cli.training_flags_given(p, args)
     if given:
         raise _cli.ConfigError("from", args.from_dir, f"re-analyses a saved run; {', '.join(given)} do not apply")
     src = Path(args.from_dir)

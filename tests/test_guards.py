@@ -14,7 +14,7 @@ import jax
 import numpy as np
 import pytest
 
-from jaxopt_cmp.budget import check_budget, estimate_bytes
+from jaxopt_cmp.budget import ONCE, check_budget, estimate_bytes
 from jaxopt_cmp.checks import ConfigError
 from jaxopt_cmp.config import DataConfig, ModelConfig, OptimizerConfig, StudyConfig, TrainConfig, seed_study
 from jaxopt_cmp.data import Data, load_data_file
@@ -52,6 +52,14 @@ def test_configs_over_the_memory_budget_are_refused_with_the_estimate(usage_erro
     assert "--max-memory=" in err and "needs about" in err and "GB" in err
 
 
+def test_the_library_refuses_a_config_over_the_memory_budget():
+    """The scripts check first (with their figures); the library refuses on its own too, before
+    compiling: 8,001 evaluations of 3 optimizers need 1.5 GB (issue 30)."""
+    cfg = seed_study(iters=8000, eval_every=1, n_data=100, hidden=(8,))
+    with pytest.raises(ConfigError, match=r"needs about .* \(evaluations 1\.54 GB"):
+        prepare_study(cfg, max_bytes=0.3e9)
+
+
 def test_iteration_count_is_bounded_by_the_int32_step_counter(usage_error, tmp_path):
     err = usage_error(compare, ["--iters", str(10**12), "--out", str(tmp_path / "o")])
     assert err.startswith("compare.py: error: --iters=1000000000000 is not allowed")
@@ -63,15 +71,18 @@ def test_max_memory_flag_refuses_a_small_study():
     check_budget(cfg, need * 1.01)
     with pytest.raises(ConfigError, match="needs about"):
         check_budget(cfg, need * 0.99)
+    state = need - sum(estimate_bytes(cfg)[k] for k in ONCE)  # what every lane holds a copy of
     with pytest.raises(ConfigError, match="2 copies, one per lane"):  # a study in lanes: one copy per lane
-        check_budget(cfg, need * 1.99, copies=2)
+        check_budget(cfg, need + 0.99 * state, copies=2)
 
 
-def test_memory_estimate_does_not_grow_with_the_evaluation_interval():
-    """Batches are drawn inside each step, so only the history depends on the evaluations."""
+def test_memory_estimate_grows_with_the_evaluations_only_in_history_and_outputs():
+    """Batches are drawn inside each step, so only the history and the arrays each evaluation
+    returns (issue 30) depend on the evaluations."""
     few, many = (estimate_bytes(seed_study(iters=200_000, eval_every=e, seeds=16)) for e in (200_000, 1000))
-    assert {k: v for k, v in few.items() if k != "history"} == {k: v for k, v in many.items() if k != "history"}
-    assert few["history"] < many["history"]
+    grow = ("history", "evaluations")
+    assert {k: v for k, v in few.items() if k not in grow} == {k: v for k, v in many.items() if k not in grow}
+    assert all(few[k] < many[k] for k in grow)
 
 
 # --- one writer per output directory ---------------------------------------------------------

@@ -24,6 +24,7 @@ from jaxopt_cmp.config import (
     to_dict,
 )
 from jaxopt_cmp.optimizers import OPTIMIZERS
+from jaxopt_cmp.schedules import PARAMS as KIND_PARAMS
 from jaxopt_cmp.schedules import SCHEDULES, make_schedule
 from tests.test_cli import compare
 from tests.test_engine_parity import F64_TOL, assert_parity, run_both
@@ -95,7 +96,8 @@ def test_engine_matches_torch_ref_under_schedules():
     for i, name in enumerate(names):
         lr = {**OPTIMIZERS[name].defaults, **MLP_HPARAMS.get(name, {})}["lr"]
         extra = {k: v for k, v in MLP_HPARAMS.get(name, {}).items() if k != "lr"}
-        sched = {"schedule": kinds[i % 3], "warmup": [0, 4], **PARAMS}
+        kind = kinds[i % 3]  # each kind takes only its own parameters (issue 30)
+        sched = {"schedule": kind, "warmup": [0, 4], **{k: v for k, v in PARAMS.items() if k in KIND_PARAMS[kind]}}
         opts.append(OptimizerConfig.make(name, lr=[lr, lr / 2], **sched, **extra))
     cfg = StudyConfig(
         optimizers=tuple(opts),

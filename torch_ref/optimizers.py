@@ -282,9 +282,10 @@ def make_scheduler(optimizer: torch.optim.Optimizer, kind: str, iters: int, **pa
     """The ``torch.optim.lr_scheduler`` twin of ``jaxopt_cmp.schedules.make_schedule(kind, lr, iters,
     **params)`` on ``optimizer`` (its lr is the base lr), per :data:`SCHEDULER_MAPPING`; None for
     ``"constant"``. Call its ``step()`` after each ``optimizer.step()``."""
-    from jaxopt_cmp.schedules import DEFAULTS, check_schedule
+    from jaxopt_cmp.schedules import DEFAULTS, PARAMS, check_schedule
 
-    p = {**DEFAULTS, **check_schedule(kind, params)}
+    # Like make_schedule, the parameters another kind uses are passed (a config's full grid) and unused.
+    p = {**DEFAULTS, **check_schedule(kind, {k: v for k, v in params.items() if k in PARAMS.get(kind, DEFAULTS)})}
     if kind == "constant":
         return None
     sch = torch.optim.lr_scheduler
