@@ -32,6 +32,7 @@ NOT_RUN = {
     'python -m venv .venv && . .venv/bin/activate && pip install -e ".[test]" && python -m pytest -q': (
         "set-up + this very suite (it is what CI runs)"
     ),
+    'python -m pytest -q -m "not slow"': "this very suite less its long tests (the test command runs everything)",
     "python scripts/compare.py": "the full seed study (10,000 iterations + figures); small runs: tests/test_cli.py",
     "python scripts/study.py": "the default study: 432 runs x 10,000 steps, minutes",
     "python scripts/study.py --seeds 64 --lrs 1e-3,3e-3,1e-2,3e-2 --optimizers adam,nadam": (
