@@ -69,3 +69,20 @@ def test_the_default_run_runs_the_slow_tests_too():
 @pytest.mark.parametrize("prefix", SLOW)
 def test_each_slow_entry_names_a_test_file(prefix):
     assert (ROOT / prefix.split("::")[0]).is_file(), prefix
+
+
+def test_a_run_past_its_bound_ends_failed_and_says_why():
+    """The whole run's bound: past it the process ends (status 3) with one line naming the bound,
+    and the processes it started end with it, instead of a hang that waits for CI's limit."""
+    sleeper = "import time; time.sleep(60)"
+    code = (
+        "import subprocess, sys, time; sys.path.insert(0, 'tests'); import conftest; "
+        f"child = subprocess.Popen([sys.executable, '-c', {sleeper!r}]); print(child.pid, flush=True); "
+        "conftest._bound_the_whole_run(1.0); time.sleep(60)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=50)
+    assert proc.returncode == 3 and "the run exceeded its bound of 1 s" in proc.stderr, proc.stderr
+    import psutil
+
+    pid = int(proc.stdout.split()[0])
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
