@@ -30,7 +30,7 @@ class FakeCompare:
         out = Path(cmd[cmd.index("--out") + 1])
         cache = Path(cmd[cmd.index("--cache-dir") + 1]) if "--cache-dir" in cmd else None
         warm = cache is not None and any(cache.iterdir())
-        self.calls.append({"out": out, "cache": cache, "warm": warm})
+        self.calls.append({"out": out, "cache": cache, "warm": warm, "args": cmd[2 : cmd.index("--out")]})
         if self.fail_kind and out.name.endswith(self.fail_kind):
             return SimpleNamespace(returncode=1, stdout="", stderr="Traceback...\nboom")
         if cache is not None:
@@ -55,6 +55,17 @@ def test_compare_runs_cold_then_warm_on_the_same_fresh_cache():
     walls = [r["wall_s"] for r in doc["runs"] if r["kind"] == "warm"]
     assert warm["over_eager_train"]["values"] == pytest.approx([w / 20.0 for w in walls])
     assert not any(c["cache"].exists() for c in fake.calls)  # the temporary directories are gone
+
+
+def test_the_tiny_study_runs_compare_with_its_arguments_cold_then_warm():
+    fake = FakeCompare()
+    doc = process.measure_compare(Path("compare.py"), 1, None, log=lambda msg: None, run=fake, args=process.SMALL_ARGS)
+    assert [c["args"] for c in fake.calls] == [list(process.SMALL_ARGS)] * 2 and [c["warm"] for c in fake.calls] == [
+        False,
+        True,
+    ]
+    assert doc["command"].startswith("python scripts/compare.py --hidden 8 --iters 40 --n-data 128 --no-plots --out")
+    assert doc["kinds"]["cold"]["over_eager_train"]["median"] is None  # no torch time beside it
 
 
 def test_compare_without_cache_flag_runs_as_is_and_missing_keys_are_none():
