@@ -55,7 +55,7 @@ def pytest_configure(config):
     # is noise here. tests/test_notebook.py checks the warning itself (pytest.warns sees it).
     config.addinivalue_line("filterwarnings", "ignore:JAX sees one CPU device:UserWarning")
     if not hasattr(config, "workerinput"):  # the controller (or a run without xdist)
-        _bound_the_whole_run(float(os.environ.get("JAXOPT_CMP_TEST_RUN_BOUND_S", RUN_BOUND_S)))
+        _bound_the_whole_run(RUN_BOUND_S)
 
 
 def pytest_unconfigure(config):
